@@ -257,7 +257,7 @@ impl RouteTable {
                 exact.insert(route.path.clone(), route);
             }
         }
-        prefixes.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        prefixes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         RouteTable {
             exact,
             prefixes,

@@ -102,9 +102,10 @@ pub fn gate_of(scope: &str) -> Option<Gate> {
         Some(Gate::AddressesApi)
     } else if scope.starts_with("users:") {
         Some(Gate::UsersApi)
-    } else if scope == "entries:write" || scope.starts_with("entries:write:") {
-        Some(Gate::WritesExperimental)
-    } else if scope.starts_with("control:") {
+    } else if scope == "entries:write"
+        || scope.starts_with("entries:write:")
+        || scope.starts_with("control:")
+    {
         Some(Gate::WritesExperimental)
     } else {
         None
