@@ -1,0 +1,2 @@
+pub mod admin_proto;
+pub mod telemetry;
