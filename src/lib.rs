@@ -2,8 +2,10 @@
 //!
 //! `core` is the pure decision (request facts + snapshot -> decision); everything else
 //! adapts it to the outside: `config` loads snapshots, `grpc` answers Envoy's Check,
-//! `http` serves whoami, `authz` runs the phases with rate limits between them.
+//! `http` serves whoami, `authz` runs the phases with rate limits between them,
+//! `telemetry` writes decision logs and metrics.
 
+pub mod admin_proto;
 pub mod answer;
 pub mod authz;
 pub mod cli;
@@ -15,3 +17,4 @@ pub mod grpc;
 pub mod http;
 pub mod server;
 pub mod state;
+pub mod telemetry;
