@@ -15,8 +15,9 @@ pub(crate) struct WatchedDirs {
     watcher: RecommendedWatcher,
     /// Parents of the configured paths: watched for the watcher's lifetime.
     fixed: BTreeSet<PathBuf>,
-    /// Directories the configured paths currently resolve into, when that is
-    /// elsewhere (a symlink to a file edited in place in another directory).
+    /// Directories the configured paths currently resolve into when those lie
+    /// outside every fixed directory (a symlink to a file edited in place
+    /// elsewhere).
     followed: BTreeSet<PathBuf>,
 }
 
@@ -41,13 +42,13 @@ impl WatchedDirs {
         })
     }
 
-    /// Watches the directories `targets` names, and drops those no longer named.
-    /// Failures are expected (a Kubernetes timestamped directory is deleted right
-    /// after a swap) and only logged.
+    /// Watches the directories in `targets` that need their own watch, and
+    /// drops those no longer named. Failures are only logged: a followed
+    /// directory may vanish at any time.
     pub(crate) fn follow(&mut self, targets: Vec<PathBuf>) {
         let wanted: BTreeSet<PathBuf> = targets
             .into_iter()
-            .filter(|dir| !self.fixed.contains(dir))
+            .filter(|dir| needs_own_watch(dir, &self.fixed))
             .collect();
         for stale in self.followed.difference(&wanted) {
             if let Err(err) = self.watcher.unwatch(stale) {
@@ -61,6 +62,14 @@ impl WatchedDirs {
         }
         self.followed = wanted;
     }
+}
+
+/// Targets under a fixed directory are left alone. That covers the Kubernetes
+/// layout, whose `..<timestamp>` directories are never edited in place (every
+/// update swaps `..data` in the fixed directory) and are deleted after each
+/// swap; watching them would only add churn and notify warnings.
+fn needs_own_watch(dir: &Path, fixed: &BTreeSet<PathBuf>) -> bool {
+    !fixed.iter().any(|root| dir.starts_with(root))
 }
 
 /// Canonical parent directory of each path, so one directory reached by two
@@ -77,4 +86,19 @@ fn parent_dirs(paths: &[PathBuf]) -> Result<BTreeSet<PathBuf>, ReloadError> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directories_outside_the_fixed_ones_get_their_own_watch() {
+        let fixed = BTreeSet::from([PathBuf::from("/etc/authz")]);
+        assert!(!needs_own_watch(Path::new("/etc/authz"), &fixed));
+        let kubelet = Path::new("/etc/authz/..2026_12_03_10_00_00.000000");
+        assert!(!needs_own_watch(kubelet, &fixed));
+        assert!(needs_own_watch(Path::new("/srv/keys"), &fixed));
+        assert!(needs_own_watch(Path::new("/etc/authz-other"), &fixed));
+    }
 }
