@@ -457,3 +457,53 @@ async fn shutting_the_watcher_down_stops_reloads() {
     assert_eq!(service.keys(), ["beta"]);
     assert_eq!(service.status().version, 2);
 }
+
+/// Readers load while 1000 reloads alternate two disjoint key sets: every load
+/// must be exactly one set, and versions seen by a reader never go back.
+#[test]
+fn a_thousand_reloads_never_show_a_mixed_set() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let set_a: Vec<String> = (0..50).map(|i| format!("a{i}")).collect();
+    let set_b: Vec<String> = (0..50).map(|i| format!("b{i}")).collect();
+    let as_json = |set: &[String]| serde_json::json!({ "keys": set }).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.json");
+    fs::write(&file, as_json(&set_a)).unwrap();
+    let service = Service::start(&file, None);
+    let done = Arc::new(AtomicBool::new(false));
+    let (a, b): (BTreeSet<String>, BTreeSet<String>) = (
+        set_a.iter().cloned().collect(),
+        set_b.iter().cloned().collect(),
+    );
+
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let current = Arc::clone(service.reloader.current());
+            let (done, a, b) = (Arc::clone(&done), a.clone(), b.clone());
+            std::thread::spawn(move || {
+                let (mut loads, mut last_version) = (0_u64, 0);
+                while !done.load(Ordering::Relaxed) {
+                    let snapshot = current.load();
+                    assert!(snapshot.keys == a || snapshot.keys == b, "mixed key set");
+                    assert!(snapshot.version >= last_version, "version went back");
+                    last_version = snapshot.version;
+                    loads += 1;
+                }
+                loads
+            })
+        })
+        .collect();
+
+    for round in 0..1000 {
+        let next = if round % 2 == 0 { &set_b } else { &set_a };
+        fs::write(&file, as_json(next)).unwrap();
+        let outcome = service.reloader.reload_now("stress");
+        assert_eq!(outcome, ReloadOutcome::Reloaded { version: round + 2 });
+    }
+    done.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().expect("reader saw only whole sets") > 0);
+    }
+    assert_eq!(service.status().version, 1001);
+}

@@ -17,7 +17,6 @@ pub fn spawn_sighup<T: Send + Sync + 'static>(
     reloader: Arc<Reloader<T>>,
 ) -> Result<JoinHandle<()>, ReloadError> {
     let runtime = Handle::try_current().map_err(|_| ReloadError::NoRuntime)?;
-    let _entered = runtime.enter();
     let mut hangups =
         signal(SignalKind::hangup()).map_err(|source| ReloadError::Signal { source })?;
     Ok(runtime.spawn(async move {

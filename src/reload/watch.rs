@@ -236,7 +236,11 @@ async fn check_off_thread<T: Send + Sync + 'static>(
     match checked.await {
         Ok(tracker) => tracker,
         Err(err) => {
-            error!(reload.trigger = trigger, error = %err, "file check did not complete; the next change rebuilds");
+            error!(
+                reload.trigger = trigger,
+                error = %err,
+                "file check did not complete; the next change rebuilds"
+            );
             Tracker::unseen(paths)
         }
     }
