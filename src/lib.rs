@@ -15,6 +15,7 @@ pub mod decision_log;
 pub mod demo;
 pub mod grpc;
 pub mod http;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod telemetry;
