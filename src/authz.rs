@@ -88,3 +88,77 @@ pub async fn evaluate_with<'s>(
         rate_limit: None,
     }
 }
+
+/// What the decision line needs from the request besides the facts.
+pub struct RecordContext<'a> {
+    /// The request target as received (path and query); its `apiToken` values are
+    /// redacted before logging.
+    pub target: &'a str,
+    pub request_id: &'a str,
+    pub snapshot_version: u64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Writes the decision line and counts the decision in metrics.
+pub fn record(
+    state: &AppState,
+    evaluation: &Evaluation<'_>,
+    facts: &RequestFacts<'_>,
+    ctx: &RecordContext<'_>,
+) {
+    use crate::core::decision::Verdict as CoreVerdict;
+    use crate::telemetry::{DecisionRecord, Verdict};
+    let d = &evaluation.decision;
+    let (credential, method, required) = match &d.verdict {
+        CoreVerdict::Allow { principal, .. } => (
+            principal.and_then(|p| p.credential),
+            principal.map(|p| p.method),
+            None,
+        ),
+        CoreVerdict::Deny {
+            credential,
+            auth_method,
+            required_scope,
+            ..
+        } => (*credential, *auth_method, required_scope.as_deref()),
+    };
+    let route_scopes = d.route.map(|r| r.required_scopes()).unwrap_or_default();
+    let joined;
+    let required_scopes = match (required, route_scopes) {
+        (Some(r), _) => Some(r),
+        (None, []) => None,
+        (None, [one]) => Some(&**one),
+        (None, many) => {
+            joined = many.join("|");
+            Some(joined.as_str())
+        }
+    };
+    let verdict = if d.is_allow() {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    };
+    state.decision_log.emit(&DecisionRecord {
+        request_id: ctx.request_id,
+        decision: verdict,
+        status: d.status(),
+        reason: d.reason_str(),
+        credential_id: credential.map(|c| &*c.id),
+        credential_source: credential.map(|c| c.source.header_value()),
+        auth_method: method.map(|m| m.as_str()),
+        principal: credential.map(|c| &*c.fingerprint),
+        http_method: facts.method,
+        path: ctx.target,
+        route: d.route.map(|r| &*r.path),
+        required_scopes,
+        client_ip: facts.client_ip,
+        snapshot_version: ctx.snapshot_version,
+        duration_us: ctx.elapsed.as_micros() as u64,
+    });
+    state.metrics.record_check(
+        verdict.as_str(),
+        d.reason_str(),
+        credential.map(|c| &*c.id),
+        ctx.elapsed,
+    );
+}
