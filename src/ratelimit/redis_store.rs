@@ -107,7 +107,7 @@ impl RedisStore {
     /// One PING within the call budget.
     pub async fn ping(&self) -> Result<(), RateLimitError> {
         let ping = async {
-            let mut conn = self.connection()?;
+            let mut conn = self.connection().await?;
             redis::cmd("PING").query_async::<()>(&mut conn).await
         };
         let outcome = self.within_budget(ping).await;
@@ -116,7 +116,7 @@ impl RedisStore {
     }
 
     async fn increment(&self, redis_key: &str, ttl: u64) -> Result<i64, RedisError> {
-        let mut conn = self.connection()?;
+        let mut conn = self.connection().await?;
         self.script
             .key(redis_key)
             .arg(ttl)
@@ -138,16 +138,11 @@ impl RedisStore {
 
     /// The next pooled connection, building the pool on first use. The managers connect
     /// lazily, so building them needs only the runtime, not a reachable Redis.
-    fn connection(&self) -> Result<ConnectionManager, RedisError> {
-        let pool = match self.pool.get() {
-            Some(pool) => pool,
-            None => {
-                let built = self.build_pool()?;
-                // A racing check may have set the pool first; either copy is equivalent.
-                let _ = self.pool.set(built);
-                self.pool.get().expect("pool was just set")
-            }
-        };
+    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        let pool = self
+            .pool
+            .get_or_try_init(|| async { self.build_pool() })
+            .await?;
         let index = self.next.fetch_add(1, Ordering::Relaxed) % pool.len();
         Ok(pool[index].clone())
     }
