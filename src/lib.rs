@@ -14,6 +14,7 @@ pub mod core;
 pub mod demo;
 pub mod grpc;
 pub mod http;
+pub mod ratelimit;
 pub mod reload;
 pub mod report;
 pub mod server;
