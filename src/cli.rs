@@ -81,6 +81,10 @@ pub struct ServeArgs {
         default_value_t = false
     )]
     pub metrics_per_credential: bool,
+    /// Where rate-limit counters live: memory (this process), off, or
+    /// redis://HOST:PORT/DB (shared by every replica).
+    #[arg(long, env = "AGENTS_AUTHZ_RATE_LIMIT_STORE", default_value = "memory")]
+    pub rate_limit_store: String,
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(
         long,

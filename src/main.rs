@@ -4,6 +4,7 @@
 use agents_authz::cli::{Cli, Command, ServeArgs};
 use agents_authz::config::{ConfigSources, load_snapshot};
 use agents_authz::core::snapshot::Snapshot;
+use agents_authz::ratelimit::RateLimiter;
 use agents_authz::reload::Reloader;
 use agents_authz::state::AppState;
 use agents_authz::telemetry::{DecisionLog, LogConfig, Metrics, MetricsConfig, init_logging};
@@ -52,7 +53,20 @@ fn main() -> ExitCode {
     }));
     metrics.track_dropped_log_lines(_log_guard.dropped_lines());
     metrics.record_initial_load(SystemTime::now());
-    let state = Arc::new(build_state(&args, sources.clone(), snapshot, metrics));
+    let limiter = match RateLimiter::from_spec(&args.rate_limit_store) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("agents-authz: --rate-limit-store: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let state = Arc::new(build_state(
+        &args,
+        sources.clone(),
+        snapshot,
+        metrics,
+        limiter,
+    ));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let watched = sources.watched_files();
     match runtime.block_on(server::run(&args, state, watched)) {
@@ -71,6 +85,7 @@ fn build_state(
     sources: ConfigSources,
     snapshot: Snapshot,
     metrics: Arc<Metrics>,
+    limiter: RateLimiter,
 ) -> AppState {
     let current = Arc::new(ArcSwap::from_pointee(snapshot));
     let reload_metrics = metrics.clone();
@@ -86,6 +101,7 @@ fn build_state(
         snapshot: current,
         metrics,
         decision_log: DecisionLog::new(args.allow_log),
+        limiter,
         reloader: Some(Arc::new(reloader)),
     }
 }

@@ -97,6 +97,22 @@ impl MemoryStore {
         Ok(window.verdict(u64::from(count), now_epoch_seconds))
     }
 
+    /// The numbers `key` would see now, without counting a request (for whoami, whose
+    /// request Envoy's Check has already counted).
+    pub fn peek(
+        &self,
+        key: &RateLimitKey<'_>,
+        quota: Quota,
+        now_epoch_seconds: u64,
+    ) -> Result<RateLimitVerdict, RateLimitError> {
+        let window = Window::containing(now_epoch_seconds, quota)?;
+        let mut hasher = self.hasher.build_hasher();
+        key.hash_into(quota.window_seconds, &mut hasher);
+        let hash = std::hash::Hasher::finish(&hasher);
+        let count = self.shard_for(hash).count(hash, key, window);
+        Ok(window.verdict(u64::from(count), now_epoch_seconds))
+    }
+
     /// Buckets currently held across all shards.
     pub fn entry_count(&self) -> usize {
         self.shards.iter().map(|s| lock(s).table.len()).sum()
@@ -176,6 +192,17 @@ impl Shard {
         self.table.insert_unique(hash, entry, |e| e.hash);
         self.next_expiry = self.next_expiry.min(window.end);
         1
+    }
+
+    /// The bucket's count in `window`, 0 when it has none.
+    fn count(&self, hash: u64, key: &RateLimitKey<'_>, window: Window) -> u32 {
+        let window_seconds = window.seconds();
+        self.table
+            .find(hash, |e| {
+                e.hash == hash && e.key.matches(key, window_seconds)
+            })
+            .filter(|e| e.window_start == window.start)
+            .map_or(0, |e| e.count)
     }
 
     /// Drops buckets whose window ended, at most once per earliest window end.

@@ -64,6 +64,20 @@ impl RateLimiter {
         }
     }
 
+    /// The numbers `key` would see now, without counting a request.
+    pub async fn peek(
+        &self,
+        key: &RateLimitKey<'_>,
+        quota: Quota,
+        now_epoch_seconds: u64,
+    ) -> Result<Option<RateLimitVerdict>, RateLimitError> {
+        match self {
+            Self::Disabled => Ok(None),
+            Self::Memory(store) => store.peek(key, quota, now_epoch_seconds).map(Some),
+            Self::Redis(store) => store.peek(key, quota, now_epoch_seconds).await.map(Some),
+        }
+    }
+
     /// Whether the store can answer now: always for `off` and `memory`, a PING for Redis.
     /// Meant for readiness probes.
     pub async fn ping(&self) -> Result<(), RateLimitError> {

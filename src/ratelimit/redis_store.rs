@@ -104,6 +104,28 @@ impl RedisStore {
         Ok(window.verdict(count, now_epoch_seconds))
     }
 
+    /// The numbers `key` would see now, without counting a request.
+    pub async fn peek(
+        &self,
+        key: &RateLimitKey<'_>,
+        quota: Quota,
+        now_epoch_seconds: u64,
+    ) -> Result<RateLimitVerdict, RateLimitError> {
+        let window = Window::containing(now_epoch_seconds, quota)?;
+        let redis_key = key.redis_key(quota.window_seconds, window.start);
+        let read = async {
+            let mut conn = self.connection().await?;
+            redis::cmd("GET")
+                .arg(&redis_key)
+                .query_async::<Option<i64>>(&mut conn)
+                .await
+        };
+        let outcome = self.within_budget(read).await;
+        self.note_outcome(&outcome);
+        let count = u64::try_from(outcome?.unwrap_or(0)).unwrap_or(0);
+        Ok(window.verdict(count, now_epoch_seconds))
+    }
+
     /// One PING within the call budget.
     pub async fn ping(&self) -> Result<(), RateLimitError> {
         let ping = async {
