@@ -74,11 +74,10 @@ pub async fn run(
         })),
         stop_rx.clone(),
     );
-    let admin_task = serve_http(
-        admin,
-        crate::http::admin::router(admin_state.clone()),
-        stop_rx.clone(),
-    );
+    // One admin listener answers both the HTTP/1.1 endpoints and the admin gRPC API (h2c).
+    let admin_router = crate::http::admin::router(admin_state.clone())
+        .merge(crate::admin::grpc_routes(state.clone()));
+    let admin_task = serve_http(admin, admin_router, stop_rx.clone());
     let watcher = start_reload(args, &state, watched)?;
 
     tracing::info!(
@@ -93,12 +92,17 @@ pub async fn run(
     tracing::info!(
         signal = signal.as_str(),
         grace_seconds = args.shutdown_grace_seconds,
+        delay_ms = args.shutdown_delay_ms,
         "shutting down: health NOT_SERVING, draining in-flight requests"
     );
     admin_state.draining.store(true, Ordering::Relaxed);
     health
         .set_not_serving::<AuthorizationServer<CheckService>>()
         .await;
+    if args.shutdown_delay_ms > 0 {
+        // Still serving: Checks that arrive while Envoy notices NOT_SERVING are answered.
+        tokio::time::sleep(Duration::from_millis(args.shutdown_delay_ms)).await;
+    }
     if let Some(w) = watcher {
         w.shutdown().await;
     }
