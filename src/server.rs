@@ -59,7 +59,9 @@ pub async fn run(
                 .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    // Without TCP_NODELAY a Check's small response frames wait for the
+                    // peer's delayed ACK (about 40 ms per sequential Check).
+                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     stop,
                 )
                 .await
@@ -153,6 +155,11 @@ fn serve_http(
     router: axum::Router,
     stop_rx: watch::Receiver<bool>,
 ) -> JoinHandle<Result<(), String>> {
+    use axum::serve::ListenerExt;
+    // As on the gRPC listener: small responses must not wait for delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,

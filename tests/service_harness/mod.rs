@@ -349,3 +349,28 @@ pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Runs a command that is expected to exit on its own, killing it after [`WAIT`].
+pub fn run_bounded(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = Captured::drain(child.stdout.take().unwrap());
+    let mut stderr = Captured::drain(child.stderr.take().unwrap());
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait");
+    stdout.finish();
+    stderr.finish();
+    assert!(exited, "{command:?} did not exit within {WAIT:?}");
+    Output {
+        status,
+        stdout: stdout.bytes.lock().unwrap().clone(),
+        stderr: stderr.bytes.lock().unwrap().clone(),
+    }
+}
