@@ -116,10 +116,11 @@ fn write_config(dir: &Path, s: &Secrets) -> Files {
         .map(|(i, t)| managed_key(&format!("managed-{i}"), t, &["auth:read", "products:read"]))
         .collect();
     let hash = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+    let past = "2001-01-01T00:00:00Z";
     keys.extend([
-        json!({"id": "expired", "tokenHash": hash(&s.expired), "expiresAt": "2001-01-01T00:00:00Z"}),
-        json!({"id": "paused", "tokenHash": hash(&s.paused), "pausedAt": "2024-01-01T00:00:00Z"}),
-        json!({"id": "revoked", "tokenHash": hash(&s.revoked), "revokedAt": "2024-01-01T00:00:00Z"}),
+        json!({"id": "expired", "tokenHash": hash(&s.expired), "expiresAt": past}),
+        json!({"id": "paused", "tokenHash": hash(&s.paused), "pausedAt": past}),
+        json!({"id": "revoked", "tokenHash": hash(&s.revoked), "revokedAt": past}),
         json!({"id": "pinned", "tokenHash": hash(&s.pinned), "ipAllowlist": ["10.0.0.0/8"]}),
         // Operator mistakes: a plaintext token where the hash belongs, and beside it.
         json!({"id": "hash-is-a-token", "tokenHash": s.in_bad_config[0]}),
@@ -148,7 +149,10 @@ fn credentials_json(s: &Secrets) -> String {
         .json
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"id": format!("json-{i}"), "token": t, "scopes": "auth:read products:read"}))
+        .map(|(i, t)| {
+            let scopes = "auth:read products:read";
+            json!({"id": format!("json-{i}"), "token": t, "scopes": scopes})
+        })
         .collect();
     Value::from(entries).to_string()
 }
