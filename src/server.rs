@@ -6,6 +6,7 @@ use crate::http::admin::AdminState;
 use crate::http::whoami::{TrustedProxies, WhoamiState};
 use crate::reload::{DEFAULT_DEBOUNCE, WatchHandle, WatchMode};
 use crate::state::AppState;
+use axum::serve::ListenerExt;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -155,7 +156,6 @@ fn serve_http(
     router: axum::Router,
     stop_rx: watch::Receiver<bool>,
 ) -> JoinHandle<Result<(), String>> {
-    use axum::serve::ListenerExt;
     // As on the gRPC listener: small responses must not wait for delayed ACKs.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
