@@ -246,13 +246,13 @@ async fn sighup_forces_a_reload() {
     assert!(!allowed(&mut client, GAMMA).await, "nothing reloaded yet");
     assert_eq!(service.version().await, 1);
 
-    service.sighup();
+    service.sighup().await;
     let report = reload_report(&service, |r| r["snapshotVersion"] == 2).await;
     assert_eq!(report["lastReloadResult"], "ok");
     assert!(allowed(&mut client, GAMMA).await);
     assert!(!allowed(&mut client, ALPHA).await);
 
-    service.sighup();
+    service.sighup().await;
     let report = reload_report(&service, |r| r["snapshotVersion"] == 3).await;
     assert_eq!(
         report["reloadsOk"], 2,

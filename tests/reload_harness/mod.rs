@@ -195,10 +195,11 @@ impl Service {
     }
 
     /// Sends `SIGHUP` the way an operator would.
-    pub fn sighup(&self) {
-        let status = Command::new("kill")
+    pub async fn sighup(&self) {
+        let status = tokio::process::Command::new("kill")
             .args(["-HUP", &self.child.id().to_string()])
             .status()
+            .await
             .expect("kill runs");
         assert!(status.success(), "kill -HUP failed");
     }
