@@ -91,6 +91,7 @@ fn build_state(
 ) -> AppState {
     let current = Arc::new(ArcSwap::from_pointee(snapshot));
     let reload_metrics = metrics.clone();
+    let inputs = sources.watched_files();
     let reloader = Reloader::new(current.clone(), 1, move |version| {
         let result = load_snapshot(&sources, version);
         reload_metrics.record_reload(result.is_ok(), SystemTime::now());
@@ -98,7 +99,9 @@ fn build_state(
             report_warnings(snapshot);
         }
         result
-    });
+    })
+    // A SIGHUP reload with the watcher off must also see every input file move.
+    .with_inputs(inputs);
     AppState {
         snapshot: current,
         metrics,

@@ -9,6 +9,7 @@
 mod dirs;
 mod error;
 mod fingerprint;
+mod inputs;
 mod reloader;
 #[cfg(unix)]
 mod signal;

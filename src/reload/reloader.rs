@@ -4,13 +4,19 @@
 use std::error::Error;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+use super::inputs::InputStamp;
 use super::status::{ReloadOutcome, ReloadStatus};
+
+/// Builds in a row whose input files changed under them before a reload gives up
+/// and keeps the last good snapshot (the change that interrupted it triggers the
+/// watcher again).
+const MAX_BUILD_ATTEMPTS: u32 = 3;
 
 type BuildFn<T> = dyn Fn(u64) -> Result<T, String> + Send + Sync;
 
@@ -25,6 +31,8 @@ pub struct Reloader<T> {
     /// Serialises attempts so versions are handed out and swapped in order. Held
     /// only on blocking threads, never across an await.
     attempts: Mutex<()>,
+    /// The files the build reads, once known: a build they changed under is redone.
+    inputs: OnceLock<Arc<[PathBuf]>>,
 }
 
 impl<T: Send + Sync + 'static> Reloader<T> {
@@ -41,6 +49,23 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             status: ArcSwap::from_pointee(ReloadStatus::initial(initial_version)),
             build: Box::new(move |version| build(version).map_err(|err| error_chain(&err))),
             attempts: Mutex::new(()),
+            inputs: OnceLock::new(),
+        }
+    }
+
+    /// Names the files `build` reads. Without this, only [`Reloader::spawn_watcher`]
+    /// tells the reloader (its paths), so reloads by SIGHUP with the watcher off
+    /// could swap in a snapshot built from two generations of a ConfigMap volume.
+    pub fn with_inputs(self, paths: Vec<PathBuf>) -> Self {
+        self.note_inputs(paths.into());
+        self
+    }
+
+    /// Records the build's input files unless they are already known.
+    pub(crate) fn note_inputs(&self, paths: Arc<[PathBuf]>) {
+        if !paths.is_empty() {
+            // Both callers name the same files (the sources' paths); the first wins.
+            let _ = self.inputs.set(paths);
         }
     }
 
@@ -61,7 +86,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         let turn = self.take_turn();
         let version = self.status.load().next_version();
         let started = Instant::now();
-        let built = self.run_build(version);
+        let built = self.build_from_still_inputs(version);
         let duration_ms = started.elapsed().as_millis() as u64;
         match built {
             Ok(value) => {
@@ -145,6 +170,32 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             kept_version,
             error: reason,
         }
+    }
+
+    /// Builds from input files that held still for the whole build. A change during
+    /// it (a `..data` swap between reading the keys and the env file, a rename
+    /// mid-read) could yield a snapshot mixing two generations, so that one is
+    /// thrown away and built again.
+    fn build_from_still_inputs(&self, version: u64) -> Result<T, String> {
+        let Some(inputs) = self.inputs.get() else {
+            return self.run_build(version);
+        };
+        for attempt in 1..=MAX_BUILD_ATTEMPTS {
+            let before = InputStamp::take(inputs);
+            let built = self.run_build(version);
+            if InputStamp::take(inputs) == before {
+                return built;
+            }
+            warn!(
+                reload.version = version,
+                reload.attempt = attempt,
+                "input files changed while the snapshot was built; discarding it"
+            );
+        }
+        Err(format!(
+            "input files kept changing while being read ({MAX_BUILD_ATTEMPTS} attempts): {}",
+            display_paths(inputs)
+        ))
     }
 
     /// A panicking builder must not take the service down nor leave a half
@@ -306,6 +357,62 @@ mod tests {
         assert_eq!(reloader.status().version, 101);
         assert_eq!(**reloader.current().load(), 101);
         assert_eq!(reloader.status().reloads_ok, 100);
+    }
+
+    /// A reloader whose builder replaces `input` (a rename over it) during each
+    /// of its first `disturbed` builds, and returns how many builds ran.
+    fn disturbed_reloader(input: &std::path::Path, disturbed: u32) -> Reloader<u32> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let builds = AtomicU32::new(0);
+        let path = input.to_path_buf();
+        let current = Arc::new(ArcSwap::from_pointee(0));
+        Reloader::new(current, 1, move |_| -> Result<u32, std::io::Error> {
+            let n = builds.fetch_add(1, Ordering::SeqCst) + 1;
+            if n <= disturbed {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, n.to_string())?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Ok(n)
+        })
+        .with_inputs(vec![input.to_path_buf()])
+    }
+
+    #[test]
+    fn a_build_whose_inputs_change_under_it_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("keys.json");
+        std::fs::write(&input, "0").unwrap();
+        let reloader = disturbed_reloader(&input, 1);
+        assert_eq!(
+            reloader.reload_now("test"),
+            ReloadOutcome::Reloaded { version: 2 }
+        );
+        assert_eq!(
+            **reloader.current().load(),
+            2,
+            "the undisturbed build is kept"
+        );
+    }
+
+    #[test]
+    fn inputs_that_never_hold_still_fail_the_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("keys.json");
+        std::fs::write(&input, "0").unwrap();
+        let reloader = disturbed_reloader(&input, u32::MAX);
+        let ReloadOutcome::Failed {
+            kept_version: 1,
+            error,
+        } = reloader.reload_now("test")
+        else {
+            panic!("expected a failed reload");
+        };
+        assert!(
+            error.contains("keys.json") && error.contains("kept changing"),
+            "{error}"
+        );
+        assert_eq!(**reloader.current().load(), 0, "nothing was swapped in");
     }
 
     #[tokio::test]

@@ -81,6 +81,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     ) -> Result<WatchHandle, ReloadError> {
         let runtime = Handle::try_current().map_err(|_| ReloadError::NoRuntime)?;
         let paths = absolute(paths)?;
+        self.note_inputs(Arc::clone(&paths));
         let task = match mode {
             WatchMode::Notify { debounce } => spawn_notify(&runtime, self, paths, debounce)?,
             WatchMode::Poll { interval } => spawn_poll(&runtime, self, paths, interval)?,
