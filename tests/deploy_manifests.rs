@@ -1,0 +1,521 @@
+//! The Kubernetes manifests parse, validate against the Kubernetes schemas, and agree with each
+//! other and with the Envoy config: every flag path is a mounted file, every port the Envoy
+//! config dials is a port the Service and container expose.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+const K8S_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+const ENVOY_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/envoy/envoy.yaml");
+
+/// One parsed YAML document and the file it came from.
+struct Doc {
+    file: String,
+    yaml: Yaml,
+}
+
+fn manifest_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(K8S_DIR)
+        .expect("read deploy/kubernetes")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn parse_file(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).expect("read manifest");
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not valid YAML: {err}", path.display()))
+}
+
+/// Every Kubernetes object (the kustomization excluded).
+fn objects() -> Vec<Doc> {
+    let mut docs = Vec::new();
+    for path in manifest_files() {
+        let file = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        if file == "kustomization.yaml" {
+            continue;
+        }
+        for yaml in parse_file(&path) {
+            docs.push(Doc {
+                file: file.clone(),
+                yaml,
+            });
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [Doc], kind: &str, name: &str) -> &'a Yaml {
+    let found = docs
+        .iter()
+        .find(|d| str_at(&d.yaml["kind"]) == kind && name_of(&d.yaml) == name);
+    &found
+        .unwrap_or_else(|| panic!("no {kind} named {name} in deploy/kubernetes"))
+        .yaml
+}
+
+fn str_at(yaml: &Yaml) -> &str {
+    yaml.as_str().unwrap_or_default()
+}
+
+fn name_of(yaml: &Yaml) -> &str {
+    str_at(&yaml["metadata"]["name"])
+}
+
+fn items(yaml: &Yaml) -> &[Yaml] {
+    yaml.as_vec().map_or(&[], Vec::as_slice)
+}
+
+fn int_at(yaml: &Yaml, what: &str) -> i64 {
+    yaml.as_i64()
+        .unwrap_or_else(|| panic!("{what} is not an integer: {yaml:?}"))
+}
+
+fn container<'a>(deployment: &'a Yaml, name: &str) -> &'a Yaml {
+    let containers = items(&deployment["spec"]["template"]["spec"]["containers"]);
+    let found = containers.iter().find(|c| str_at(&c["name"]) == name);
+    found.unwrap_or_else(|| panic!("no container {name} in {}", name_of(deployment)))
+}
+
+fn args(container: &Yaml) -> Vec<&str> {
+    items(&container["args"]).iter().map(str_at).collect()
+}
+
+/// The value of `--flag=value` or `--flag value`.
+fn flag<'a>(args: &[&'a str], name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix(&prefix) {
+            return value;
+        }
+        if *arg == name {
+            return args
+                .get(i + 1)
+                .unwrap_or_else(|| panic!("{name} has no value"));
+        }
+    }
+    panic!("flag {name} not in {args:?}")
+}
+
+fn port_of(addr: &str) -> i64 {
+    let (_, port) = addr
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no port in {addr}"));
+    port.parse()
+        .unwrap_or_else(|_| panic!("bad port in {addr}"))
+}
+
+fn container_port(container: &Yaml, name: &str) -> i64 {
+    let ports = items(&container["ports"]);
+    let port = ports.iter().find(|p| str_at(&p["name"]) == name);
+    let port = port.unwrap_or_else(|| panic!("container has no port named {name}"));
+    int_at(&port["containerPort"], name)
+}
+
+fn service_port<'a>(service: &'a Yaml, name: &str) -> &'a Yaml {
+    let ports = items(&service["spec"]["ports"]);
+    let found = ports.iter().find(|p| str_at(&p["name"]) == name);
+    found.unwrap_or_else(|| panic!("Service {} has no port {name}", name_of(service)))
+}
+
+fn envoy_config() -> Yaml {
+    parse_file(Path::new(ENVOY_CONFIG)).remove(0)
+}
+
+fn named<'a>(list: &'a Yaml, name: &str) -> &'a Yaml {
+    let found = items(list)
+        .iter()
+        .find(|item| str_at(&item["name"]) == name);
+    found.unwrap_or_else(|| panic!("no entry named {name}"))
+}
+
+/// (host, port) of a static cluster's first endpoint in the Envoy config.
+fn cluster_endpoint(envoy: &Yaml, cluster: &str) -> (String, i64) {
+    let cluster = named(&envoy["static_resources"]["clusters"], cluster);
+    let endpoint = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+    let socket = &endpoint["address"]["socket_address"];
+    (
+        str_at(&socket["address"]).to_owned(),
+        int_at(&socket["port_value"], "port_value"),
+    )
+}
+
+fn listener_port(envoy: &Yaml, listener: &str) -> i64 {
+    let listener = named(&envoy["static_resources"]["listeners"], listener);
+    int_at(
+        &listener["address"]["socket_address"]["port_value"],
+        "listener port",
+    )
+}
+
+/// The mount of the volume that projects the named ConfigMap, as (mountPath, mount).
+fn configmap_mount<'a>(deployment: &'a Yaml, container: &'a Yaml, configmap: &str) -> &'a Yaml {
+    let volumes = items(&deployment["spec"]["template"]["spec"]["volumes"]);
+    let volume = volumes
+        .iter()
+        .find(|v| str_at(&v["configMap"]["name"]) == configmap);
+    let volume = volume.unwrap_or_else(|| panic!("no volume for ConfigMap {configmap}"));
+    let mounts = items(&container["volumeMounts"]);
+    let mount = mounts.iter().find(|m| m["name"] == volume["name"]);
+    mount.unwrap_or_else(|| panic!("volume for ConfigMap {configmap} is not mounted"))
+}
+
+#[test]
+fn every_manifest_parses_and_names_a_kubernetes_object() {
+    let docs = objects();
+    assert!(
+        docs.len() >= 8,
+        "expected the full set of manifests, found {}",
+        docs.len()
+    );
+    for doc in &docs {
+        assert!(
+            !str_at(&doc.yaml["apiVersion"]).is_empty(),
+            "{}: no apiVersion",
+            doc.file
+        );
+        assert!(
+            !str_at(&doc.yaml["kind"]).is_empty(),
+            "{}: no kind",
+            doc.file
+        );
+        assert!(
+            !name_of(&doc.yaml).is_empty(),
+            "{}: no metadata.name",
+            doc.file
+        );
+    }
+}
+
+#[test]
+fn kustomization_lists_exactly_the_manifests() {
+    let kustomization = parse_file(&Path::new(K8S_DIR).join("kustomization.yaml")).remove(0);
+    assert_eq!(str_at(&kustomization["kind"]), "Kustomization");
+    let listed: BTreeSet<&str> = items(&kustomization["resources"])
+        .iter()
+        .map(str_at)
+        .collect();
+    let files = manifest_files();
+    let present: BTreeSet<&str> = files
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str())
+        .filter(|f| *f != "kustomization.yaml")
+        .collect();
+    assert_eq!(
+        listed, present,
+        "kustomization resources vs files in deploy/kubernetes"
+    );
+}
+
+#[test]
+fn envoy_configmap_is_byte_identical_to_the_deploy_config() {
+    let docs = objects();
+    let configmap = find(&docs, "ConfigMap", "agents-gateway-envoy");
+    let embedded = str_at(&configmap["data"]["envoy.yaml"]);
+    let source = std::fs::read_to_string(ENVOY_CONFIG).expect("read envoy.yaml");
+    assert!(
+        embedded == source,
+        "deploy/kubernetes/envoy-configmap.yaml is stale: run scripts/sync-envoy-configmap.sh"
+    );
+}
+
+#[test]
+fn authz_flags_agree_with_mounts_ports_and_secrets() {
+    let docs = objects();
+    let deployment = find(&docs, "Deployment", "agents-authz");
+    let authz = container(deployment, "agents-authz");
+    let args = args(authz);
+    assert_eq!(args.first(), Some(&"serve"), "the container runs `serve`");
+
+    let grpc = port_of(flag(&args, "--grpc-addr"));
+    let http = port_of(flag(&args, "--http-addr"));
+    assert_eq!(
+        container_port(authz, "grpc"),
+        grpc,
+        "grpc containerPort vs --grpc-addr"
+    );
+    assert_eq!(
+        container_port(authz, "http"),
+        http,
+        "http containerPort vs --http-addr"
+    );
+    assert!(
+        flag(&args, "--admin-addr").starts_with("127.0.0.1:"),
+        "admin API stays in the pod"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let port = int_at(&authz[probe]["grpc"]["port"], probe);
+        assert_eq!(port, grpc, "{probe} must be a gRPC probe on the gRPC port");
+    }
+
+    let keys_file = Path::new(flag(&args, "--managed-keys"));
+    let mount = configmap_mount(deployment, authz, "agents-authz-managed-keys");
+    let mount_dir = Path::new(str_at(&mount["mountPath"]));
+    assert_eq!(
+        keys_file.parent(),
+        Some(mount_dir),
+        "--managed-keys is inside the mount"
+    );
+    assert!(
+        mount["subPath"].is_badvalue(),
+        "a subPath mount never sees ConfigMap updates"
+    );
+    assert_eq!(
+        mount["readOnly"].as_bool(),
+        Some(true),
+        "managed keys mounted read-only"
+    );
+    let configmap = find(&docs, "ConfigMap", "agents-authz-managed-keys");
+    let file_name = keys_file
+        .file_name()
+        .and_then(|f| f.to_str())
+        .expect("file name");
+    let json = str_at(&configmap["data"][file_name]);
+    let keys: serde_json::Value = serde_json::from_str(json).expect("managed keys are JSON");
+    assert!(
+        keys["credentials"].is_array(),
+        "managed keys hold a credentials list"
+    );
+
+    let secret = find(&docs, "Secret", "agents-authz-credentials");
+    for var in ["PLUGIN_AGENTS_API_CREDENTIALS", "PLUGIN_AGENTS_API_TOKEN"] {
+        let env = named(&authz["env"], var);
+        let reference = &env["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            str_at(&reference["name"]),
+            name_of(secret),
+            "{var} secret name"
+        );
+        assert_eq!(str_at(&reference["key"]), var, "{var} secret key");
+        assert!(
+            !secret["stringData"][var].is_badvalue(),
+            "Secret has no key {var}"
+        );
+    }
+}
+
+#[test]
+fn envoy_dials_the_ports_the_authz_service_exposes() {
+    let docs = objects();
+    let envoy = envoy_config();
+    let service = find(&docs, "Service", "agents-authz");
+    assert_eq!(
+        str_at(&service["spec"]["clusterIP"]),
+        "None",
+        "headless for STRICT_DNS"
+    );
+    let deployment = find(&docs, "Deployment", "agents-authz");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selector = service["spec"]["selector"].as_hash().expect("selector");
+    for (key, value) in selector {
+        assert_eq!(
+            &pod_labels[str_at(key)],
+            value,
+            "Service selector vs pod labels"
+        );
+    }
+    let authz = container(deployment, "agents-authz");
+    for (cluster, port_name) in [("agents_authz_grpc", "grpc"), ("agents_authz_http", "http")] {
+        let (host, port) = cluster_endpoint(&envoy, cluster);
+        assert_eq!(host, name_of(service), "{cluster} host vs Service name");
+        let service_port = service_port(service, port_name);
+        assert_eq!(
+            int_at(&service_port["port"], port_name),
+            port,
+            "{cluster} vs Service port"
+        );
+        assert_eq!(str_at(&service_port["targetPort"]), port_name);
+        assert_eq!(
+            container_port(authz, port_name),
+            port,
+            "{cluster} vs containerPort"
+        );
+    }
+    let (api_host, _) = cluster_endpoint(&envoy, "agents_api");
+    assert_eq!(
+        api_host, "agents-api",
+        "the upstream Service name the README documents"
+    );
+}
+
+#[test]
+fn gateway_mounts_its_config_and_exposes_the_envoy_listeners() {
+    let docs = objects();
+    let envoy = envoy_config();
+    let deployment = find(&docs, "Deployment", "agents-gateway");
+    let gateway = container(deployment, "envoy");
+    let config_path = Path::new(flag(&args(gateway), "-c"));
+    let mount = configmap_mount(deployment, gateway, "agents-gateway-envoy");
+    assert_eq!(
+        config_path.parent(),
+        Some(Path::new(str_at(&mount["mountPath"])))
+    );
+    let configmap = find(&docs, "ConfigMap", "agents-gateway-envoy");
+    let file_name = config_path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .expect("file name");
+    assert!(
+        !configmap["data"][file_name].is_badvalue(),
+        "ConfigMap has no {file_name}"
+    );
+
+    assert_eq!(
+        container_port(gateway, "http"),
+        listener_port(&envoy, "agents_edge")
+    );
+    assert_eq!(
+        container_port(gateway, "probes"),
+        listener_port(&envoy, "probes")
+    );
+    let probes = named(&envoy["static_resources"]["listeners"], "probes");
+    let manager = &probes["filter_chains"][0]["filters"][0]["typed_config"];
+    let health = named(&manager["http_filters"], "envoy.filters.http.health_check");
+    let path = str_at(&health["typed_config"]["headers"][0]["string_match"]["exact"]);
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            str_at(&gateway[probe]["httpGet"]["path"]),
+            path,
+            "{probe} path"
+        );
+        assert_eq!(
+            str_at(&gateway[probe]["httpGet"]["port"]),
+            "probes",
+            "{probe} port"
+        );
+    }
+    let service = find(&docs, "Service", "agents-gateway");
+    assert_eq!(str_at(&service_port(service, "http")["targetPort"]), "http");
+    let policy = str_at(&service["spec"]["externalTrafficPolicy"]);
+    assert_eq!(
+        policy, "Local",
+        "keep client IPs for the per-key allowlists"
+    );
+}
+
+#[test]
+fn pods_run_non_root_read_only_with_resources() {
+    let docs = objects();
+    for (name, container_name) in [
+        ("agents-authz", "agents-authz"),
+        ("agents-gateway", "envoy"),
+    ] {
+        let deployment = find(&docs, "Deployment", name);
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["securityContext"]["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{name}"
+        );
+        assert!(
+            int_at(&pod["securityContext"]["runAsUser"], name) > 0,
+            "{name} uid"
+        );
+        let container = container(deployment, container_name);
+        let security = &container["securityContext"];
+        assert_eq!(
+            security["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{name}"
+        );
+        assert_eq!(
+            security["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{name}"
+        );
+        let dropped: Vec<&str> = items(&security["capabilities"]["drop"])
+            .iter()
+            .map(str_at)
+            .collect();
+        assert_eq!(dropped, ["ALL"], "{name} drops all capabilities");
+        let resources = &container["resources"];
+        assert!(
+            !resources["requests"]["cpu"].is_badvalue(),
+            "{name} cpu request"
+        );
+        assert!(
+            !resources["requests"]["memory"].is_badvalue(),
+            "{name} memory request"
+        );
+        assert!(
+            !resources["limits"]["memory"].is_badvalue(),
+            "{name} memory limit"
+        );
+    }
+}
+
+#[test]
+fn dockerfile_is_multi_stage_non_root_and_exposes_the_service_ports() {
+    let dockerfile = std::fs::read_to_string(Path::new(K8S_DIR).join("Dockerfile"))
+        .expect("read deploy/kubernetes/Dockerfile");
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
+    let stages = lines.iter().filter(|l| l.starts_with("FROM ")).count();
+    assert!(
+        stages >= 2,
+        "multi-stage build expected, found {stages} FROM"
+    );
+    let last_stage = lines
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    let user = lines[last_stage..]
+        .iter()
+        .find_map(|l| l.strip_prefix("USER "));
+    let user = user.expect("the final stage sets USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "USER {user} is root"
+    );
+
+    let docs = objects();
+    let authz = container(find(&docs, "Deployment", "agents-authz"), "agents-authz");
+    let exposed = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("EXPOSE "))
+        .expect("EXPOSE");
+    let exposed: Vec<i64> = exposed
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    for port in ["grpc", "http"] {
+        assert!(
+            exposed.contains(&container_port(authz, port)),
+            "EXPOSE lacks the {port} port"
+        );
+    }
+}
+
+#[test]
+fn manifests_validate_against_the_kubernetes_schemas() {
+    let Some(validator) = std::env::var_os("KUBERNETES_VALIDATE_BIN") else {
+        panic!(
+            "KUBERNETES_VALIDATE_BIN is not set. Run the suite with `bash scripts/test.sh`, which \
+             installs kubernetes-validate into .venv"
+        );
+    };
+    let files: Vec<PathBuf> = manifest_files()
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|f| f != "kustomization.yaml"))
+        .collect();
+    let output = Command::new(&validator)
+        .args(["--strict", "--quiet"])
+        .args(&files)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", validator.to_string_lossy()));
+    assert!(
+        output.status.success(),
+        "kubernetes-validate failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
