@@ -7,8 +7,7 @@
 #
 # Overrides (all optional): FIRST_RUN_BIN=path/to/agents-authz skips the build;
 # FIRST_RUN_EDGE_PORT (8080), FIRST_RUN_PROBE_PORT (8081), FIRST_RUN_ENVOY_ADMIN_PORT (9901),
-# FIRST_RUN_UPSTREAM_PORT (8090), FIRST_RUN_GRPC_PORT (9191), FIRST_RUN_HTTP_PORT (9192),
-# FIRST_RUN_ADMIN_PORT (9193).
+# FIRST_RUN_UPSTREAM_PORT (8090), FIRST_RUN_GRPC_PORT (9191), FIRST_RUN_HTTP_PORT (9192).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,7 +20,6 @@ readonly ENVOY_ADMIN_PORT="${FIRST_RUN_ENVOY_ADMIN_PORT:-9901}"
 readonly UPSTREAM_PORT="${FIRST_RUN_UPSTREAM_PORT:-8090}"
 readonly GRPC_PORT="${FIRST_RUN_GRPC_PORT:-9191}"
 readonly HTTP_PORT="${FIRST_RUN_HTTP_PORT:-9192}"
-readonly ADMIN_PORT="${FIRST_RUN_ADMIN_PORT:-9193}"
 readonly DEMO_AGENT_TOKEN="demo-agent-7f3c9a1e5b"
 readonly DEMO_LIMITED_TOKEN="demo-limited-4b2d8e60c1"
 readonly START_TIMEOUT_SECONDS=30
@@ -64,7 +62,7 @@ port_open() {
 check_ports_free() {
     local port
     for port in "$EDGE_PORT" "$PROBE_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" \
-        "$GRPC_PORT" "$HTTP_PORT" "$ADMIN_PORT"; do
+        "$GRPC_PORT" "$HTTP_PORT"; do
         if port_open "$port"; then
             fail "127.0.0.1:$port is already in use (see the FIRST_RUN_*_PORT overrides at the top of $0)"
         fi
@@ -108,7 +106,6 @@ start_all() {
     "$BIN" demo \
         --grpc-addr "127.0.0.1:$GRPC_PORT" \
         --http-addr "127.0.0.1:$HTTP_PORT" \
-        --admin-addr "127.0.0.1:$ADMIN_PORT" \
         >"$WORKDIR/agents-authz.log" 2>&1 &
     PIDS+=("$!")
     "$VENV/bin/python" scripts/echo_upstream.py --port "$UPSTREAM_PORT" \
@@ -139,20 +136,22 @@ wait_until_ready() {
 }
 
 # Prints a request to paste, after sending it once to show the status it gets right now.
+# show_request TITLE EXPECTED_STATUS [HEADER]
 show_request() {
-    local title="$1" expected="$2"
-    shift 2
-    local got
-    got="$(curl -s -o /dev/null -w '%{http_code}' "$@" "http://127.0.0.1:$EDGE_PORT/agents/v1/products")"
-    local note="answers $got"
-    [[ $got == "$expected" ]] || note="expected $expected but got $got; see $WORKDIR"
-    echo "# $title ($note)"
+    local title="$1" expected="$2" header="${3:-}"
+    local url="http://127.0.0.1:$EDGE_PORT/agents/v1/products"
+    local -a curl_args=(-s -o /dev/null -w '%{http_code}')
     local shown="curl -i"
-    local arg
-    for arg in "$@"; do
-        shown+=" '$arg'"
-    done
-    echo "$shown http://127.0.0.1:$EDGE_PORT/agents/v1/products"
+    if [[ -n $header ]]; then
+        curl_args+=(-H "$header")
+        shown+=" -H '$header'"
+    fi
+    local got
+    got="$(curl "${curl_args[@]}" "$url")"
+    local note="answers $got"
+    [[ $got == "$expected" ]] || note="expected $expected but got $got; logs in $WORKDIR"
+    echo "# $title ($note)"
+    echo "$shown $url"
     echo
 }
 
@@ -172,10 +171,10 @@ main() {
     echo "(demo credentials are embedded for this local run only; logs in $WORKDIR)"
     echo
     show_request "allowed: demo-agent has products:read" 200 \
-        -H "Authorization: Bearer $DEMO_AGENT_TOKEN"
+        "Authorization: Bearer $DEMO_AGENT_TOKEN"
     show_request "401: no token" 401
     show_request "403: demo-limited lacks products:read" 403 \
-        -H "Authorization: Bearer $DEMO_LIMITED_TOKEN"
+        "Authorization: Bearer $DEMO_LIMITED_TOKEN"
     echo "Press Ctrl-C to stop."
 
     while all_alive; do

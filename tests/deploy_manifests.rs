@@ -519,3 +519,24 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn authz_container_flags_are_ones_the_binary_accepts() {
+    let output = Command::new(env!("CARGO_BIN_EXE_agents-authz"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run agents-authz serve --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "serve --help failed:\n{help}");
+    let docs = objects();
+    let authz = container(find(&docs, "Deployment", "agents-authz"), "agents-authz");
+    let dockerfile = std::fs::read_to_string(Path::new(K8S_DIR).join("Dockerfile"))
+        .expect("read deploy/kubernetes/Dockerfile");
+    let mut flags: Vec<String> = args(authz).iter().map(|a| (*a).to_owned()).collect();
+    flags.extend(dockerfile.split('"').map(str::to_owned));
+    for flag in flags.iter().filter(|a| a.starts_with("--")) {
+        let name = flag.split('=').next().unwrap_or_default();
+        let listed = help.split(|c: char| c.is_whitespace() || c == ',').any(|w| w == name);
+        assert!(listed, "`{name}` is not a flag of `agents-authz serve`:\n{help}");
+    }
+}

@@ -13,7 +13,7 @@ pub const SERVICE_BIN: &str = env!("CARGO_BIN_EXE_agents-authz");
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What to start the service with, beyond the three listen addresses the harness picks.
+/// What to start the service with, beyond the listen addresses the harness picks.
 #[derive(Default, Clone)]
 pub struct ServiceConfig {
     /// `--managed-keys FILE`.
@@ -45,19 +45,17 @@ impl ServiceConfig {
 pub struct Service {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
     process: ChildProcess,
 }
 
 impl Service {
     /// Starts `agents-authz serve` and waits until its gRPC and HTTP ports accept connections.
     pub async fn start(config: &ServiceConfig, dir: &Path) -> Self {
-        let (grpc_addr, http_addr, admin_addr) = (free_addr(), free_addr(), free_addr());
-        let command = serve_command(config, grpc_addr, http_addr, admin_addr);
+        let (grpc_addr, http_addr) = (free_addr(), free_addr());
+        let command = serve_command(config, grpc_addr, http_addr);
         let mut service = Self {
             grpc_addr,
             http_addr,
-            admin_addr,
             process: ChildProcess::spawn("agents-authz", command, dir),
         };
         for addr in [grpc_addr, http_addr] {
@@ -89,17 +87,11 @@ impl Service {
     }
 }
 
-fn serve_command(
-    config: &ServiceConfig,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    admin: SocketAddr,
-) -> Command {
+fn serve_command(config: &ServiceConfig, grpc: SocketAddr, http: SocketAddr) -> Command {
     let mut command = Command::new(SERVICE_BIN);
     command.arg("serve");
     command.arg("--grpc-addr").arg(grpc.to_string());
     command.arg("--http-addr").arg(http.to_string());
-    command.arg("--admin-addr").arg(admin.to_string());
     let files = [
         ("--managed-keys", &config.managed_keys),
         ("--env-file", &config.env_file),
