@@ -1,0 +1,17 @@
+//! agents-authz: an Envoy ext_authz service enforcing the Agents API auth model.
+//!
+//! `core` is the pure decision (request facts + snapshot -> decision); everything else
+//! adapts it to the outside: `config` loads snapshots, `grpc` answers Envoy's Check,
+//! `http` serves whoami, `authz` runs the phases with rate limits between them.
+
+pub mod answer;
+pub mod authz;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod decision_log;
+pub mod demo;
+pub mod grpc;
+pub mod http;
+pub mod server;
+pub mod state;

@@ -1,0 +1,60 @@
+//! Command-line interface. Every flag can also be set through `AGENTS_AUTHZ_*`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agents-authz",
+    version,
+    about = "Envoy ext_authz service for the Agents API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Envoy's Check and the HTTP endpoints.
+    Serve(ServeArgs),
+    /// Serve with embedded demo credentials (never for production).
+    Demo(ServeArgs),
+    /// Load the configuration, print every problem found, and exit non-zero on fatal ones.
+    CheckConfig(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where envoy.service.auth.v3.Authorization/Check is served.
+    #[arg(long, env = "AGENTS_AUTHZ_GRPC_ADDR", default_value = "127.0.0.1:9191")]
+    pub grpc_addr: SocketAddr,
+    /// The service's own HTTP endpoints (whoami), routed to by Envoy.
+    #[arg(long, env = "AGENTS_AUTHZ_HTTP_ADDR", default_value = "127.0.0.1:9192")]
+    pub http_addr: SocketAddr,
+    /// Managed keys JSON file (a mounted ConfigMap in Kubernetes).
+    #[arg(long, env = "AGENTS_AUTHZ_MANAGED_KEYS")]
+    pub managed_keys: Option<PathBuf>,
+    /// dotenv file whose PLUGIN_AGENTS_* values override the process environment.
+    #[arg(long, env = "AGENTS_AUTHZ_ENV_FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Routes JSON file merged over the built-in /agents/v1 table.
+    #[arg(long, env = "AGENTS_AUTHZ_ROUTES")]
+    pub routes: Option<PathBuf>,
+    /// Peers whose X-Forwarded-For is trusted by whoami (comma-separated CIDRs).
+    #[arg(
+        long,
+        env = "AGENTS_AUTHZ_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds.
+    #[arg(
+        long,
+        env = "AGENTS_AUTHZ_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10
+    )]
+    pub shutdown_grace_seconds: u64,
+}

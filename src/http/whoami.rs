@@ -1,0 +1,183 @@
+//! `GET /agents/v1/auth/whoami`: the caller's principal, scopes and posture. Envoy routes
+//! the path here after its own Check; this endpoint authenticates the caller again
+//! against the same snapshot rather than trusting forwarded identity headers.
+
+use crate::answer::{self, CACHE_CONTROL};
+use crate::authz::{self, RateLimitMode};
+use crate::core::decision::Verdict;
+use crate::core::request::{HeaderField, RequestFacts};
+use crate::core::scopes::{self, Grant};
+use crate::state::{AppState, now_epoch_seconds};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+use serde_json::{Map, Value, json};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Which peers may tell us the client address in `X-Forwarded-For` (the Envoy in front).
+#[derive(Debug, Clone)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+pub struct WhoamiState {
+    pub app: Arc<AppState>,
+    pub trusted_proxies: TrustedProxies,
+}
+
+pub async fn whoami(
+    State(state): State<Arc<WhoamiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
+    let headers = request.headers();
+    let method = request.method().as_str();
+    let (path, query) = (request.uri().path(), request.uri().query());
+    let facts = RequestFacts {
+        method,
+        path,
+        query,
+        authorization: field(headers, "authorization"),
+        agents_token: field(headers, "x-agents-token"),
+        content_type: field(headers, "content-type"),
+        request_id: field(headers, "x-request-id"),
+        client_ip: Some(client_ip(peer.ip(), headers, &state.trusted_proxies)),
+        now_epoch_seconds: now_epoch_seconds(),
+    };
+    let snapshot = state.app.snapshot.load_full();
+    let evaluation = authz::evaluate_with(&state.app, &snapshot, &facts, RateLimitMode::Peek).await;
+    let request_id = answer::request_id(facts.request_id);
+    let (status, body) = match &evaluation.decision.verdict {
+        Verdict::Allow {
+            principal: Some(p), ..
+        } => {
+            let posture = &snapshot.posture;
+            let granted: Vec<&str> = match p.grant {
+                Grant::All => vec![scopes::WILDCARD],
+                Grant::Scopes(s) => s.iter().collect(),
+            };
+            let available: Map<String, Value> = scopes::available(posture.flags)
+                .map(|(name, desc)| (name.to_string(), Value::from(desc)))
+                .collect();
+            let body = json!({
+                "principal": {
+                    "credentialId": p.credential_id(),
+                    "credentialSource": p.source_header(),
+                    "authMethod": p.method.as_str(),
+                    "principalFingerprint": p.fingerprint(),
+                },
+                "grantedScopes": granted,
+                "availableScopes": available,
+                "runtimeSecurity": {
+                    "requireToken": posture.require_token,
+                    "allowQueryToken": posture.allow_query_token,
+                    "redactEmail": posture.redact_email,
+                },
+                "rateLimit": evaluation.rate_limit_json(posture),
+                "requestId": &*request_id,
+            });
+            (StatusCode::OK, body.to_string())
+        }
+        _ => {
+            let body =
+                answer::error_body(&evaluation.decision, &request_id, evaluation.retry_after)
+                    .unwrap_or_default();
+            (
+                StatusCode::from_u16(evaluation.decision.status()).unwrap_or(StatusCode::FORBIDDEN),
+                body,
+            )
+        }
+    };
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(answer::JSON));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-request-id", v);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(route) = evaluation.decision.route
+        && let Ok(v) = HeaderValue::from_str(&route.allow_header)
+    {
+        h.insert(header::ALLOW, v);
+    }
+    for (name, value) in &evaluation.client_headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(*name, v);
+        }
+    }
+    if *request.method() == Method::HEAD {
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
+/// One header; repeated or non-UTF-8 values are `Malformed`.
+fn field<'a>(headers: &'a HeaderMap, name: &str) -> HeaderField<'a> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => HeaderField::Absent,
+        (Some(v), None) => v
+            .to_str()
+            .map_or(HeaderField::Malformed, HeaderField::Present),
+        _ => HeaderField::Malformed,
+    }
+}
+
+/// The peer, unless the peer is a trusted proxy: then the last `X-Forwarded-For` hop,
+/// which is the address that proxy saw (Envoy appends it with `use_remote_address`).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    if !trusted.0.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|hop| hop.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> TrustedProxies {
+        TrustedProxies(vec!["127.0.0.1/32".parse().unwrap()])
+    }
+
+    #[test]
+    fn forwarded_address_is_used_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.9.9.9, 127.0.0.2"),
+        );
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(local, &h, &trusted()),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(other, &h, &trusted()), other);
+        assert_eq!(client_ip(local, &HeaderMap::new(), &trusted()), local);
+    }
+
+    #[test]
+    fn repeated_headers_are_malformed() {
+        let mut h = HeaderMap::new();
+        h.append("authorization", HeaderValue::from_static("Bearer a"));
+        assert_eq!(field(&h, "authorization"), HeaderField::Present("Bearer a"));
+        h.append("authorization", HeaderValue::from_static("Bearer b"));
+        assert_eq!(field(&h, "authorization"), HeaderField::Malformed);
+    }
+}
