@@ -330,8 +330,9 @@ async fn write_contract_violations_get_400() {
         let reply = send(&stack, Method::POST, path, &headers, Some("{}")).await;
         reply.expect_error(400, "INVALID_REQUEST");
     }
-    let put = "/agents/v1/sync-state/checkpoint?apiToken=xyz";
-    let reply = send(&stack, Method::PUT, put, &[json], Some("{}")).await;
+    // The write contract comes before authentication: no token needed to be told.
+    let unauthenticated = "/agents/v1/sync-state/checkpoint?apiToken=xyz";
+    let reply = send(&stack, Method::POST, unauthenticated, &[json], Some("{}")).await;
     reply.expect_error(400, "INVALID_REQUEST");
     assert_nothing_forwarded(&stack, "400 answers");
 }

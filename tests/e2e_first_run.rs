@@ -44,7 +44,10 @@ fn read_until_ready(lines: &mpsc::Receiver<String>) -> Vec<String> {
                     return seen;
                 }
             }
-            Err(err) => panic!("first-run never became ready ({err}); printed:\n{}", seen.join("\n")),
+            Err(err) => panic!(
+                "first-run never became ready ({err}); printed:\n{}",
+                seen.join("\n")
+            ),
         }
     }
 }
@@ -52,7 +55,11 @@ fn read_until_ready(lines: &mpsc::Receiver<String>) -> Vec<String> {
 /// Runs a printed command exactly as a user would paste it, returning the HTTP status.
 fn paste(command: &str) -> String {
     let probe = format!("{command} -s -o /dev/null -w '%{{http_code}}'");
-    let output = Command::new("bash").arg("-c").arg(&probe).output().expect("run curl");
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(&probe)
+        .output()
+        .expect("run curl");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
@@ -104,18 +111,31 @@ async fn first_run_prints_working_requests_and_stops_on_ctrl_c() {
     let commands: Vec<&String> = printed.iter().filter(|l| l.starts_with("curl ")).collect();
     assert_eq!(commands.len(), 3, "three requests to paste:\n{transcript}");
     for (command, expected) in commands.iter().zip(["200", "401", "403"]) {
-        assert_eq!(paste(command), expected, "pasting `{command}`\n{transcript}");
+        assert_eq!(
+            paste(command),
+            expected,
+            "pasting `{command}`\n{transcript}"
+        );
     }
     for expected in ["(answers 200)", "(answers 401)", "(answers 403)"] {
-        assert!(transcript.contains(expected), "missing {expected}:\n{transcript}");
+        assert!(
+            transcript.contains(expected),
+            "missing {expected}:\n{transcript}"
+        );
     }
 
     interrupt(&child);
     let status = wait_with_timeout(&mut child, STOP_TIMEOUT);
-    let rest: Vec<String> = std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(5)).ok())
-        .collect();
-    assert!(rest.iter().any(|l| l == "==> stopped"), "no clean stop: {status}\n{rest:?}");
+    let rest: Vec<String> =
+        std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(5)).ok()).collect();
+    assert!(
+        rest.iter().any(|l| l == "==> stopped"),
+        "no clean stop: {status}\n{rest:?}"
+    );
     for addr in [edge, grpc, http, upstream, admin] {
-        assert!(!accepts(addr).await, "{addr} still accepts connections after Ctrl-C");
+        assert!(
+            !accepts(addr).await,
+            "{addr} still accepts connections after Ctrl-C"
+        );
     }
 }
