@@ -716,3 +716,50 @@ async fn fails_closed_when_the_service_is_too_slow() {
     );
     assert_nothing_forwarded(&stack, "authz too slow");
 }
+
+/// Envoy's own share of the header contract, seen through a stub authz that strips nothing:
+/// forged x-agents-* headers never reach ext_authz or the upstream, the token header does reach
+/// ext_authz, and what ext_authz sets survives to the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_strips_client_identity_before_ext_authz_and_keeps_what_it_sets() {
+    let stack = Stack::start_with_stub(test_dir()).await;
+    let mut headers = vec![("x-agents-token", "e2e-some-token")];
+    headers.extend(FORGED);
+    get(&stack, "/agents/v1/products", &headers)
+        .await
+        .expect_status(200);
+
+    let stub = stack.stub.as_ref().expect("stub authz");
+    let checked = stub.last_check_headers();
+    assert!(
+        checked.iter().any(|n| n == "x-agents-token"),
+        "token header kept: {checked:?}"
+    );
+    for name in checked
+        .iter()
+        .filter(|n| n.starts_with("x-agents-") || n.starts_with("x_agents"))
+    {
+        assert_eq!(
+            name, "x-agents-token",
+            "ext_authz was sent the client's {name}"
+        );
+    }
+    let seen = stack.upstream.last();
+    let (stub_name, stub_value) = support::stub_authz::STUB_HEADER;
+    assert_eq!(
+        seen.header(stub_name),
+        Some(stub_value),
+        "the ext_authz header was removed"
+    );
+    let mut agents: Vec<&str> = seen.agents_headers().iter().map(|(n, _)| *n).collect();
+    agents.sort_unstable();
+    assert_eq!(
+        agents,
+        [stub_name, "x-agents-token"],
+        "x-agents-* reaching the upstream"
+    );
+    assert!(
+        seen.header("x_agents_credential_id").is_none(),
+        "underscore header forwarded"
+    );
+}

@@ -13,4 +13,5 @@ pub mod ports;
 pub mod process;
 pub mod service;
 pub mod stack;
+pub mod stub_authz;
 pub mod upstream;

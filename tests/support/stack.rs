@@ -8,6 +8,7 @@ use tempfile::TempDir;
 use super::blackhole::Blackhole;
 use super::envoy::{Envoy, EnvoyAddrs};
 use super::service::{Service, ServiceConfig};
+use super::stub_authz::StubAuthz;
 use super::upstream::EchoUpstream;
 
 /// Field order is drop order: Envoy and the service stop before the directory holding their
@@ -16,6 +17,7 @@ pub struct Stack {
     pub envoy: Envoy,
     pub service: Option<Service>,
     pub blackhole: Option<Blackhole>,
+    pub stub: Option<StubAuthz>,
     pub upstream: EchoUpstream,
     pub dir: TempDir,
 }
@@ -39,6 +41,7 @@ impl Stack {
             envoy,
             service: Some(service),
             blackhole: None,
+            stub: None,
             upstream,
             dir,
         }
@@ -54,6 +57,24 @@ impl Stack {
             envoy,
             service: None,
             blackhole: Some(blackhole),
+            stub: None,
+            upstream,
+            dir,
+        }
+    }
+
+    /// Like `start`, but Envoy asks a stub that allows everything and strips nothing, so the
+    /// upstream sees what Envoy's own config does to headers.
+    pub async fn start_with_stub(dir: TempDir) -> Self {
+        let upstream = EchoUpstream::start().await;
+        let stub = StubAuthz::start().await;
+        let addrs = EnvoyAddrs::new(stub.addr, stub.addr, upstream.addr);
+        let envoy = Envoy::start(addrs, dir.path()).await;
+        Self {
+            envoy,
+            service: None,
+            blackhole: None,
+            stub: Some(stub),
             upstream,
             dir,
         }
