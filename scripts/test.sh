@@ -56,7 +56,8 @@ main() {
     echo "==> cargo clippy"
     cargo clippy --quiet --all-targets -- -D warnings
     echo "==> cargo test --release"
-    cargo test --quiet --release
+    # --no-fail-fast: one failing test binary must not hide the results of the others.
+    cargo test --quiet --release --no-fail-fast
 }
 
 main "$@"

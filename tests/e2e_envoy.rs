@@ -688,7 +688,7 @@ async fn fails_closed_when_the_service_is_stopped() {
     stack.service().stop();
     for _ in 0..3 {
         let reply = get(&stack, "/agents/v1/products", &[("authorization", &reader)]).await;
-        reply.expect_status(503);
+        reply.expect_error(503, "AUTHORIZATION_UNAVAILABLE");
     }
     assert_eq!(
         stack.upstream.count(),
@@ -701,13 +701,15 @@ async fn fails_closed_when_the_service_is_stopped() {
 async fn fails_closed_when_the_service_is_too_slow() {
     let stack = Stack::start_with_blackhole(test_dir()).await;
     let started = Instant::now();
-    let reply = get(
-        &stack,
-        "/agents/v1/products",
-        &[("authorization", &bearer(READER))],
-    )
-    .await;
-    reply.expect_status(503);
+    let kept = "e2e-too-slow-0001";
+    let auth = bearer(READER);
+    let headers = [("authorization", auth.as_str()), ("x-request-id", kept)];
+    let reply = get(&stack, "/agents/v1/products", &headers).await;
+    let body = reply.expect_error(503, "AUTHORIZATION_UNAVAILABLE");
+    assert_eq!(
+        body["requestId"], kept,
+        "Envoy's own answer keeps the request id\n{reply}"
+    );
     // Refused by Envoy's ext_authz timeout (0.5 s in the deploy config), not by the client's.
     assert!(
         started.elapsed() < Duration::from_secs(5),

