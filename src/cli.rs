@@ -25,6 +25,13 @@ pub enum Command {
     CheckConfig(ServeArgs),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchKind {
+    Notify,
+    Poll,
+    Off,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Where envoy.service.auth.v3.Authorization/Check is served.
@@ -50,6 +57,34 @@ pub struct ServeArgs {
         default_value = "127.0.0.0/8,::1/128"
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Metrics, health, readiness, posture and the admin gRPC API. Keep it off the
+    /// address Envoy routes client traffic to.
+    #[arg(
+        long,
+        env = "AGENTS_AUTHZ_ADMIN_ADDR",
+        default_value = "127.0.0.1:9193"
+    )]
+    pub admin_addr: SocketAddr,
+    /// How file changes are noticed: notify (inotify), poll, or off.
+    #[arg(long, env = "AGENTS_AUTHZ_WATCH", default_value = "notify")]
+    pub watch: WatchKind,
+    /// Interval between looks at the files in poll mode, in milliseconds.
+    #[arg(long, env = "AGENTS_AUTHZ_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+    /// Allow lines in the decision log: info, off, or sample:N (one in N).
+    #[arg(long, env = "AGENTS_AUTHZ_ALLOW_LOG", default_value = "info")]
+    pub allow_log: crate::telemetry::AllowLogMode,
+    /// Count Checks per credential id in metrics (one series per key).
+    #[arg(
+        long,
+        env = "AGENTS_AUTHZ_METRICS_PER_CREDENTIAL",
+        default_value_t = false
+    )]
+    pub metrics_per_credential: bool,
+    /// Where rate-limit counters live: memory (this process), off, or
+    /// redis://HOST:PORT/DB (shared by every replica).
+    #[arg(long, env = "AGENTS_AUTHZ_RATE_LIMIT_STORE", default_value = "memory")]
+    pub rate_limit_store: String,
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(
         long,

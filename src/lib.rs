@@ -2,16 +2,21 @@
 //!
 //! `core` is the pure decision (request facts + snapshot -> decision); everything else
 //! adapts it to the outside: `config` loads snapshots, `grpc` answers Envoy's Check,
-//! `http` serves whoami, `authz` runs the phases with rate limits between them.
+//! `http` serves whoami, `authz` runs the phases with rate limits between them,
+//! `telemetry` writes decision logs and metrics.
 
+pub mod admin_proto;
 pub mod answer;
 pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod core;
-pub mod decision_log;
 pub mod demo;
 pub mod grpc;
 pub mod http;
+pub mod ratelimit;
+pub mod reload;
+pub mod report;
 pub mod server;
 pub mod state;
+pub mod telemetry;

@@ -3,29 +3,33 @@
 
 use agents_authz::cli::{Cli, Command, ServeArgs};
 use agents_authz::config::{ConfigSources, load_snapshot};
+use agents_authz::core::snapshot::Snapshot;
+use agents_authz::ratelimit::RateLimiter;
+use agents_authz::reload::Reloader;
 use agents_authz::state::AppState;
+use agents_authz::telemetry::{DecisionLog, LogConfig, Metrics, MetricsConfig, init_logging};
 use agents_authz::{demo, server};
+use arc_swap::ArcSwap;
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    let (args, sources, serve) = match cli.command {
-        Command::Serve(args) => {
-            let sources = sources(&args, false);
-            (args, sources, true)
-        }
-        Command::Demo(args) => {
-            let sources = sources(&args, true);
-            (args, sources, true)
-        }
-        Command::CheckConfig(args) => {
-            let sources = sources(&args, false);
-            (args, sources, false)
+    let _log_guard = match init_logging(LogConfig::from_env()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("agents-authz: {e}");
+            return ExitCode::from(2);
         }
     };
+    let (args, demo, serve) = match cli.command {
+        Command::Serve(args) => (args, false, true),
+        Command::Demo(args) => (args, true, true),
+        Command::CheckConfig(args) => (args, false, false),
+    };
+    let sources = sources(&args, demo);
     let snapshot = match load_snapshot(&sources, 1) {
         Ok(s) => s,
         Err(e) => {
@@ -34,14 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for w in &snapshot.warnings {
-        tracing::warn!(
-            config.source = %w.source,
-            config.entry = w.entry.as_deref(),
-            problem = %w.message,
-            "configuration problem"
-        );
-    }
+    report_warnings(&snapshot);
     if !serve {
         println!(
             "configuration usable: {} credentials, {} routes, {} problems",
@@ -51,15 +48,74 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let state = Arc::new(AppState::new(snapshot));
+    let metrics = Arc::new(Metrics::new(MetricsConfig {
+        per_credential: args.metrics_per_credential,
+    }));
+    metrics.track_dropped_log_lines(_log_guard.dropped_lines());
+    metrics.record_initial_load(SystemTime::now());
+    let limiter = match RateLimiter::from_spec(&args.rate_limit_store) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("agents-authz: --rate-limit-store: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let state = Arc::new(build_state(
+        &args,
+        sources.clone(),
+        snapshot,
+        metrics,
+        limiter,
+    ));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
-    match runtime.block_on(server::run(&args, state)) {
+    let watched = sources.watched_files();
+    match runtime.block_on(server::run(&args, state, watched)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agents-authz: {e}");
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The shared state, with a reloader that rebuilds the snapshot from the same sources.
+fn build_state(
+    args: &ServeArgs,
+    sources: ConfigSources,
+    snapshot: Snapshot,
+    metrics: Arc<Metrics>,
+    limiter: RateLimiter,
+) -> AppState {
+    let current = Arc::new(ArcSwap::from_pointee(snapshot));
+    let reload_metrics = metrics.clone();
+    let reloader = Reloader::new(current.clone(), 1, move |version| {
+        let result = load_snapshot(&sources, version);
+        reload_metrics.record_reload(result.is_ok(), SystemTime::now());
+        if let Ok(snapshot) = &result {
+            report_warnings(snapshot);
+        }
+        result
+    });
+    AppState {
+        snapshot: current,
+        metrics,
+        decision_log: DecisionLog::new(args.allow_log),
+        limiter,
+        reloader: Some(Arc::new(reloader)),
+    }
+}
+
+/// Each problem once per snapshot, with where it is and why; never a token.
+fn report_warnings(snapshot: &Snapshot) {
+    for w in &snapshot.warnings {
+        tracing::warn!(
+            snapshot.version = snapshot.version,
+            config.source = %w.source,
+            config.entry = w.entry.as_deref(),
+            problem = %w.message,
+            "configuration problem"
+        );
     }
 }
 
@@ -77,17 +133,4 @@ fn sources(args: &ServeArgs, demo: bool) -> ConfigSources {
         process_env,
         inline_managed_keys: demo.then(demo::managed_keys),
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stdout)
-        .init();
 }

@@ -226,3 +226,18 @@ mod tests {
         assert!(merge_routes("r", Some(&json!(3)), &mut w).is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped_example {
+    use super::*;
+
+    #[test]
+    fn the_example_in_deploy_loads_without_warnings() {
+        let doc: Value =
+            serde_json::from_str(include_str!("../../deploy/routes.example.json")).unwrap();
+        let mut w = Vec::new();
+        let t = merge_routes("deploy/routes.example.json", Some(&doc), &mut w).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(t.len() > RouteTable::builtin().len());
+    }
+}

@@ -21,6 +21,8 @@ pub enum FactsError {
 
 pub struct CheckInput<'a> {
     pub facts: RequestFacts<'a>,
+    /// Path and query as Envoy sent them, for the (redacted) decision log.
+    pub target: &'a str,
     pub headers: HeaderView<'a>,
 }
 
@@ -66,5 +68,9 @@ pub fn check_input(
         client_ip,
         now_epoch_seconds,
     };
-    Ok(CheckInput { facts, headers })
+    Ok(CheckInput {
+        facts,
+        target,
+        headers,
+    })
 }

@@ -3,7 +3,7 @@
 use super::facts::{FactsError, check_input};
 use super::response::{RequestContext, check_response};
 use crate::answer;
-use crate::decision_log;
+use crate::authz::{self, RecordContext};
 use crate::state::{AppState, now_epoch_seconds};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
@@ -35,7 +35,7 @@ impl Authorization for CheckService {
         })?;
         // One snapshot for the whole decision; an Arc, not a copy.
         let snapshot = self.state.snapshot.load_full();
-        let evaluation = crate::authz::evaluate(&self.state, &snapshot, &input.facts).await;
+        let evaluation = authz::evaluate(&self.state, &snapshot, &input.facts).await;
         let request_id = answer::request_id(input.facts.request_id);
         let ctx = RequestContext {
             headers: input.headers,
@@ -48,13 +48,13 @@ impl Authorization for CheckService {
             &evaluation.client_headers,
             evaluation.retry_after,
         );
-        decision_log::record(&decision_log::Entry {
-            decision: &evaluation.decision,
-            facts: &input.facts,
+        let record = RecordContext {
+            target: input.target,
             request_id: &request_id,
             snapshot_version: snapshot.version,
             elapsed: started.elapsed(),
-        });
+        };
+        authz::record(&self.state, &evaluation, &input.facts, &record);
         Ok(Response::new(response))
     }
 }

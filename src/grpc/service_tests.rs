@@ -324,3 +324,79 @@ async fn requests_envoy_could_not_send_are_grpc_errors() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
+
+fn limited_service(store: &str, per_minute: &str) -> CheckService {
+    let mut svc = service(&[("PLUGIN_AGENTS_RATE_LIMIT_PER_MINUTE", per_minute)]);
+    let state = Arc::get_mut(&mut svc.state).unwrap();
+    state.limiter = crate::ratelimit::RateLimiter::from_spec(store).unwrap();
+    svc
+}
+
+#[tokio::test]
+async fn rate_limit_headers_on_allows_and_429_with_retry_after_when_exhausted() {
+    let svc = limited_service("memory", "2");
+    let h = [("authorization", "Bearer tok-reader")];
+    for remaining in ["1", "0"] {
+        let resp = check(
+            &svc,
+            check_request("GET", "/agents/v1/health", &h, Encoding::Map, "127.0.0.1"),
+        )
+        .await;
+        let added = header_map(&ok(&resp).response_headers_to_add);
+        assert_eq!(added["x-ratelimit-limit"], "2");
+        assert_eq!(added["x-ratelimit-remaining"], remaining);
+        assert!(added["x-ratelimit-reset"].parse::<u64>().unwrap() > 1_700_000_000);
+    }
+    let resp = check(
+        &svc,
+        check_request("GET", "/agents/v1/health", &h, Encoding::Map, "127.0.0.1"),
+    )
+    .await;
+    let d = denied(&resp);
+    assert_eq!(d.status.as_ref().unwrap().code, 429);
+    let headers = header_map(&d.headers);
+    let retry: u64 = headers["retry-after"].parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["error"], "RATE_LIMIT_EXCEEDED");
+    assert_eq!(body["retryAfter"], retry);
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+}
+
+#[tokio::test]
+async fn pre_auth_stage_limits_by_ip_before_token_lookup() {
+    let svc = limited_service("memory", "1");
+    let bad = [("authorization", "Bearer wrong")];
+    let first = check(
+        &svc,
+        check_request("GET", "/agents/v1/health", &bad, Encoding::Map, "127.0.0.9"),
+    )
+    .await;
+    assert_eq!(denied(&first).status.as_ref().unwrap().code, 401);
+    let second = check(
+        &svc,
+        check_request("GET", "/agents/v1/health", &bad, Encoding::Map, "127.0.0.9"),
+    )
+    .await;
+    assert_eq!(denied(&second).status.as_ref().unwrap().code, 429);
+    // Another address has its own pre-auth bucket.
+    let other = check(
+        &svc,
+        check_request("GET", "/agents/v1/health", &bad, Encoding::Map, "127.0.0.8"),
+    )
+    .await;
+    assert_eq!(denied(&other).status.as_ref().unwrap().code, 401);
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_closed() {
+    // Nothing listens on port 1; every limiter call fails quickly.
+    let svc = limited_service("redis://127.0.0.1:1/0", "100");
+    let h = [("authorization", "Bearer tok-reader")];
+    let resp = check(
+        &svc,
+        check_request("GET", "/agents/v1/health", &h, Encoding::Map, "127.0.0.1"),
+    )
+    .await;
+    assert_eq!(denied(&resp).status.as_ref().unwrap().code, 503);
+}

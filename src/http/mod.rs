@@ -1,5 +1,6 @@
 //! The service's own HTTP endpoints on `--http-addr` (client traffic Envoy routes here).
 
+pub mod admin;
 pub mod whoami;
 
 use axum::Router;
