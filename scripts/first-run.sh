@@ -7,7 +7,8 @@
 #
 # Overrides (all optional): FIRST_RUN_BIN=path/to/agents-authz skips the build;
 # FIRST_RUN_EDGE_PORT (8080), FIRST_RUN_PROBE_PORT (8081), FIRST_RUN_ENVOY_ADMIN_PORT (9901),
-# FIRST_RUN_UPSTREAM_PORT (8090), FIRST_RUN_GRPC_PORT (9191), FIRST_RUN_HTTP_PORT (9192).
+# FIRST_RUN_UPSTREAM_PORT (8090), FIRST_RUN_GRPC_PORT (9191), FIRST_RUN_HTTP_PORT (9192),
+# FIRST_RUN_ADMIN_PORT (9193).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,7 @@ readonly ENVOY_ADMIN_PORT="${FIRST_RUN_ENVOY_ADMIN_PORT:-9901}"
 readonly UPSTREAM_PORT="${FIRST_RUN_UPSTREAM_PORT:-8090}"
 readonly GRPC_PORT="${FIRST_RUN_GRPC_PORT:-9191}"
 readonly HTTP_PORT="${FIRST_RUN_HTTP_PORT:-9192}"
+readonly ADMIN_PORT="${FIRST_RUN_ADMIN_PORT:-9193}"
 readonly DEMO_AGENT_TOKEN="demo-agent-7f3c9a1e5b"
 readonly DEMO_LIMITED_TOKEN="demo-limited-4b2d8e60c1"
 readonly START_TIMEOUT_SECONDS=30
@@ -62,7 +64,7 @@ port_open() {
 check_ports_free() {
     local port
     for port in "$EDGE_PORT" "$PROBE_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" \
-        "$GRPC_PORT" "$HTTP_PORT"; do
+        "$GRPC_PORT" "$HTTP_PORT" "$ADMIN_PORT"; do
         if port_open "$port"; then
             fail "127.0.0.1:$port is already in use (see the FIRST_RUN_*_PORT overrides at the top of $0)"
         fi
@@ -106,6 +108,7 @@ start_all() {
     "$BIN" demo \
         --grpc-addr "127.0.0.1:$GRPC_PORT" \
         --http-addr "127.0.0.1:$HTTP_PORT" \
+        --admin-addr "127.0.0.1:$ADMIN_PORT" \
         >"$WORKDIR/agents-authz.log" 2>&1 &
     PIDS+=("$!")
     "$VENV/bin/python" scripts/echo_upstream.py --port "$UPSTREAM_PORT" \

@@ -249,13 +249,12 @@ fn authz_flags_agree_with_mounts_ports_and_secrets() {
         http,
         "http containerPort vs --http-addr"
     );
-    if args.iter().any(|a| a.starts_with("--admin-addr")) {
-        let admin = flag(&args, "--admin-addr");
-        assert!(
-            admin.starts_with("127.0.0.1:"),
-            "the admin API stays inside the pod"
-        );
-    }
+    let admin = port_of(flag(&args, "--admin-addr"));
+    assert_eq!(
+        container_port(authz, "admin"),
+        admin,
+        "admin containerPort vs --admin-addr"
+    );
     for probe in ["readinessProbe", "livenessProbe"] {
         let port = int_at(&authz[probe]["grpc"]["port"], probe);
         assert_eq!(port, grpc, "{probe} must be a gRPC probe on the gRPC port");
@@ -547,4 +546,36 @@ fn authz_container_flags_are_ones_the_binary_accepts() {
             "`{name}` is not a flag of `agents-authz serve`:\n{help}"
         );
     }
+}
+
+#[test]
+fn the_gateway_never_routes_to_the_admin_port_and_only_it_reaches_authz() {
+    let docs = objects();
+    let envoy = envoy_config();
+    let authz = container(find(&docs, "Deployment", "agents-authz"), "agents-authz");
+    let admin = container_port(authz, "admin");
+    for cluster in items(&envoy["static_resources"]["clusters"]) {
+        let name = str_at(&cluster["name"]);
+        let (_, port) = cluster_endpoint(&envoy, name);
+        assert_ne!(port, admin, "Envoy cluster {name} points at the admin port");
+    }
+    let policy = find(&docs, "NetworkPolicy", "agents-authz-from-gateway");
+    let rules = items(&policy["spec"]["ingress"]);
+    let gateway_rule = rules.iter().find(|rule| {
+        let from = &rule["from"][0]["podSelector"]["matchLabels"];
+        str_at(&from["app.kubernetes.io/name"]) == "agents-gateway"
+    });
+    let gateway_rule = gateway_rule.expect("an ingress rule for the gateway pods");
+    let ports: Vec<i64> = items(&gateway_rule["ports"])
+        .iter()
+        .map(|p| int_at(&p["port"], "port"))
+        .collect();
+    for name in ["grpc", "http"] {
+        let port = container_port(authz, name);
+        assert!(
+            ports.contains(&port),
+            "the gateway may not reach the {name} port {port}"
+        );
+    }
+    assert!(!ports.contains(&admin), "the gateway needs no admin access");
 }

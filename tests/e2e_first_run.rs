@@ -90,6 +90,7 @@ async fn first_run_prints_working_requests_and_stops_on_ctrl_c() {
     support::envoy::envoy_bin();
     let (edge, probes, admin) = (free_addr(), free_addr(), free_addr());
     let (upstream, grpc, http) = (free_addr(), free_addr(), free_addr());
+    let service_admin = free_addr();
     let mut child = Command::new("bash")
         .arg("scripts/first-run.sh")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -100,6 +101,7 @@ async fn first_run_prints_working_requests_and_stops_on_ctrl_c() {
         .env("FIRST_RUN_UPSTREAM_PORT", upstream.port().to_string())
         .env("FIRST_RUN_GRPC_PORT", grpc.port().to_string())
         .env("FIRST_RUN_HTTP_PORT", http.port().to_string())
+        .env("FIRST_RUN_ADMIN_PORT", service_admin.port().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -132,7 +134,7 @@ async fn first_run_prints_working_requests_and_stops_on_ctrl_c() {
         rest.iter().any(|l| l == "==> stopped"),
         "no clean stop: {status}\n{rest:?}"
     );
-    for addr in [edge, grpc, http, upstream, admin] {
+    for addr in [edge, grpc, http, upstream, admin, service_admin] {
         assert!(
             !accepts(addr).await,
             "{addr} still accepts connections after Ctrl-C"

@@ -45,17 +45,24 @@ impl ServiceConfig {
 pub struct Service {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     process: ChildProcess,
 }
 
 impl Service {
     /// Starts `agents-authz serve` and waits until its gRPC and HTTP ports accept connections.
     pub async fn start(config: &ServiceConfig, dir: &Path) -> Self {
-        let (grpc_addr, http_addr) = (free_addr(), free_addr());
-        let command = serve_command(config, grpc_addr, http_addr);
+        let (grpc_addr, http_addr, admin_addr) = (free_addr(), free_addr(), free_addr());
+        let addrs = [
+            ("--grpc-addr", grpc_addr),
+            ("--http-addr", http_addr),
+            ("--admin-addr", admin_addr),
+        ];
+        let command = serve_command(config, &addrs);
         let mut service = Self {
             grpc_addr,
             http_addr,
+            admin_addr,
             process: ChildProcess::spawn("agents-authz", command, dir),
         };
         for addr in [grpc_addr, http_addr] {
@@ -87,11 +94,14 @@ impl Service {
     }
 }
 
-fn serve_command(config: &ServiceConfig, grpc: SocketAddr, http: SocketAddr) -> Command {
+/// `serve` with every listen address given explicitly: the defaults are fixed ports, which
+/// tests running in parallel would fight over.
+fn serve_command(config: &ServiceConfig, addrs: &[(&str, SocketAddr)]) -> Command {
     let mut command = Command::new(SERVICE_BIN);
     command.arg("serve");
-    command.arg("--grpc-addr").arg(grpc.to_string());
-    command.arg("--http-addr").arg(http.to_string());
+    for (flag, addr) in addrs {
+        command.arg(flag).arg(addr.to_string());
+    }
     let files = [
         ("--managed-keys", &config.managed_keys),
         ("--env-file", &config.env_file),
