@@ -765,3 +765,28 @@ async fn envoy_strips_client_identity_before_ext_authz_and_keeps_what_it_sets() 
         "underscore header forwarded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_headers_reach_the_client_and_the_limit_answers_429() {
+    let stack = standard_stack(&[("PLUGIN_AGENTS_RATE_LIMIT_PER_MINUTE", "2")]).await;
+    let reader = bearer(READER);
+    for remaining in ["1", "0"] {
+        let reply = get(&stack, "/agents/v1/products", &[("authorization", &reader)]).await;
+        reply.expect_status(200);
+        assert_eq!(reply.header("x-ratelimit-limit"), Some("2"), "\n{reply}");
+        assert_eq!(
+            reply.header("x-ratelimit-remaining"),
+            Some(remaining),
+            "\n{reply}"
+        );
+        assert!(reply.header("x-ratelimit-reset").is_some(), "\n{reply}");
+    }
+    let reply = get(&stack, "/agents/v1/products", &[("authorization", &reader)]).await;
+    let body = reply.expect_error(429, "RATE_LIMIT_EXCEEDED");
+    assert!(body["retryAfter"].as_u64().is_some(), "retryAfter\n{reply}");
+    assert_eq!(
+        stack.upstream.count(),
+        2,
+        "the limited request reached the upstream"
+    );
+}
