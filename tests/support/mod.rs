@@ -7,8 +7,10 @@
 
 pub mod blackhole;
 pub mod envoy;
+pub mod fixtures;
 pub mod http;
 pub mod keys;
+pub mod manifests;
 pub mod ports;
 pub mod process;
 pub mod service;
