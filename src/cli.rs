@@ -1,7 +1,7 @@
 //! Command-line interface. Every flag can also be set through `AGENTS_AUTHZ_*`.
 
 use clap::{Args, Parser, Subcommand};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -23,6 +23,48 @@ pub enum Command {
     Demo(ServeArgs),
     /// Load the configuration, print every problem found, and exit non-zero on fatal ones.
     CheckConfig(ServeArgs),
+    /// Ask a running service through its admin gRPC API; prints JSON.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The running service's admin address (host:port), as given to `serve --admin-addr`.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTS_AUTHZ_ADMIN_ADDR",
+        default_value = "127.0.0.1:9193"
+    )]
+    pub admin_addr: String,
+    /// Give up connecting, and waiting for the answer, after this many seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTS_AUTHZ_ADMIN_TIMEOUT_SECONDS",
+        default_value_t = 5
+    )]
+    pub timeout_seconds: u64,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Which snapshot serves and how the last reload went.
+    Status,
+    /// The runtime posture (spec section 5): profile, flags, credentials by id.
+    Posture,
+    /// Rebuild the configuration now; a failure keeps the serving snapshot (exit 1).
+    Reload,
+    /// Who a token authenticates as. The token comes from AGENTS_AUTHZ_TOKEN, else from
+    /// the first line of stdin; never from the command line, where `ps` would show it.
+    Whoami {
+        /// Evaluate the key's IP allowlist as for a request from this address. Without
+        /// it, keys restricted to some addresses are refused (ip_not_allowed).
+        #[arg(long)]
+        client_ip: Option<IpAddr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,4 +134,9 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub shutdown_grace_seconds: u64,
+    /// After SIGTERM, keep serving this long with health NOT_SERVING and /readyz 503
+    /// before closing the listeners, so Envoy's health checks and load balancers move
+    /// traffic away first. Runs before the grace period.
+    #[arg(long, env = "AGENTS_AUTHZ_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
 }

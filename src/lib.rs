@@ -5,6 +5,7 @@
 //! `http` serves whoami, `authz` runs the phases with rate limits between them,
 //! `telemetry` writes decision logs and metrics.
 
+pub mod admin;
 pub mod admin_proto;
 pub mod answer;
 pub mod authz;

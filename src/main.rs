@@ -8,7 +8,7 @@ use agents_authz::ratelimit::RateLimiter;
 use agents_authz::reload::Reloader;
 use agents_authz::state::AppState;
 use agents_authz::telemetry::{DecisionLog, LogConfig, Metrics, MetricsConfig, init_logging};
-use agents_authz::{demo, server};
+use agents_authz::{admin, demo, server};
 use arc_swap::ArcSwap;
 use clap::Parser;
 use std::process::ExitCode;
@@ -17,17 +17,19 @@ use std::time::SystemTime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (args, demo, serve) = match cli.command {
+        // A client: its stdout is the answer, so no log subscriber writes there.
+        Command::Admin(args) => return admin::client::run(&args),
+        Command::Serve(args) => (args, false, true),
+        Command::Demo(args) => (args, true, true),
+        Command::CheckConfig(args) => (args, false, false),
+    };
     let _log_guard = match init_logging(LogConfig::from_env()) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("agents-authz: {e}");
             return ExitCode::from(2);
         }
-    };
-    let (args, demo, serve) = match cli.command {
-        Command::Serve(args) => (args, false, true),
-        Command::Demo(args) => (args, true, true),
-        Command::CheckConfig(args) => (args, false, false),
     };
     let sources = sources(&args, demo);
     let snapshot = match load_snapshot(&sources, 1) {

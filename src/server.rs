@@ -6,6 +6,7 @@ use crate::http::admin::AdminState;
 use crate::http::whoami::{TrustedProxies, WhoamiState};
 use crate::reload::{DEFAULT_DEBOUNCE, WatchHandle, WatchMode};
 use crate::state::AppState;
+use axum::serve::ListenerExt;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,7 +60,9 @@ pub async fn run(
                 .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    // Without TCP_NODELAY a Check's small response frames wait for the
+                    // peer's delayed ACK (about 40 ms per sequential Check).
+                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     stop,
                 )
                 .await
@@ -74,11 +77,10 @@ pub async fn run(
         })),
         stop_rx.clone(),
     );
-    let admin_task = serve_http(
-        admin,
-        crate::http::admin::router(admin_state.clone()),
-        stop_rx.clone(),
-    );
+    // One admin listener answers both the HTTP/1.1 endpoints and the admin gRPC API (h2c).
+    let admin_router = crate::http::admin::router(admin_state.clone())
+        .merge(crate::admin::grpc_routes(state.clone()));
+    let admin_task = serve_http(admin, admin_router, stop_rx.clone());
     let watcher = start_reload(args, &state, watched)?;
 
     tracing::info!(
@@ -93,12 +95,17 @@ pub async fn run(
     tracing::info!(
         signal = signal.as_str(),
         grace_seconds = args.shutdown_grace_seconds,
+        delay_ms = args.shutdown_delay_ms,
         "shutting down: health NOT_SERVING, draining in-flight requests"
     );
     admin_state.draining.store(true, Ordering::Relaxed);
     health
         .set_not_serving::<AuthorizationServer<CheckService>>()
         .await;
+    if args.shutdown_delay_ms > 0 {
+        // Still serving: Checks that arrive while Envoy notices NOT_SERVING are answered.
+        tokio::time::sleep(Duration::from_millis(args.shutdown_delay_ms)).await;
+    }
     if let Some(w) = watcher {
         w.shutdown().await;
     }
@@ -149,6 +156,10 @@ fn serve_http(
     router: axum::Router,
     stop_rx: watch::Receiver<bool>,
 ) -> JoinHandle<Result<(), String>> {
+    // As on the gRPC listener: small responses must not wait for delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,

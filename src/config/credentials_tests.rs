@@ -149,3 +149,13 @@ fn wildcard_scope_is_dropped_from_credentials() {
     assert_eq!(creds[0].grant.header_value(), "health:read");
     assert!(w[0].message.contains("\"*\""));
 }
+
+proptest::proptest! {
+    #[test]
+    fn normalised_ids_are_never_empty_and_use_only_the_id_alphabet(raw in "\\PC{0,40}", pos in 1usize..50) {
+        let id = normalize_id(&raw, pos);
+        proptest::prop_assert!(!id.is_empty());
+        proptest::prop_assert!(!id.starts_with('-') && !id.ends_with('-'));
+        proptest::prop_assert!(id.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | ':' | '_' | '-')));
+    }
+}

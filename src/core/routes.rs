@@ -543,3 +543,28 @@ mod tests {
         assert_eq!(&*r.path, "/static/");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lookup_never_matches_outside_known_paths(path in "/[a-z0-9/._%-]{0,40}") {
+            let t = RouteTable::builtin();
+            match t.lookup(&path) {
+                RouteMatch::Route(r) => {
+                    let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(&path);
+                    prop_assert_eq!(&*r.path, trimmed);
+                }
+                RouteMatch::Plugin { plugin, resource, .. } => {
+                    prop_assert!(path.starts_with("/agents/v1/plugins/"));
+                    prop_assert!(!plugin.is_empty() && !resource.is_empty());
+                    prop_assert!(!plugin.contains('%') && !resource.contains('%'));
+                }
+                RouteMatch::Unknown => {}
+            }
+        }
+    }
+}

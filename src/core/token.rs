@@ -236,3 +236,26 @@ mod tests {
         assert!(!format!("{t:?}").contains("s3cret"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bearer_tokens_only_ever_hold_the_alphabet(header in "\\PC{0,40}") {
+            if let Some(t) = bearer_token(&header) {
+                prop_assert!(!t.is_empty());
+                prop_assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_~+=".contains(&b)));
+                prop_assert!(header.starts_with("Bearer "));
+            }
+        }
+
+        #[test]
+        fn valid_tokens_round_trip(token in "[A-Za-z0-9._~+=-]{1,64}", spaces in 1usize..4) {
+            let header = format!("Bearer{}{token}", " ".repeat(spaces));
+            prop_assert_eq!(bearer_token(&header), Some(token.as_str()));
+        }
+    }
+}
