@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, OkHttpResponse};
 use envoy_types::pb::google::rpc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// The header the stub sets on every allowed request, and its value.
@@ -91,7 +91,7 @@ impl StubAuthz {
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(AuthorizationServer::new(stub))
-                .serve_with_incoming(TcpListenerStream::new(listener))
+                .serve_with_incoming(TcpIncoming::from(listener))
                 .await
                 .expect("stub authz serve");
         });
