@@ -421,3 +421,36 @@ fn the_gateway_never_routes_to_the_admin_port_and_only_it_reaches_authz() {
     }
     assert!(!ports.contains(&admin), "the gateway needs no admin access");
 }
+
+#[test]
+fn authz_drains_for_longer_than_envoy_takes_to_notice() {
+    let docs = objects();
+    let envoy = envoy_config();
+    let deployment = find(&docs, "Deployment", "agents-authz");
+    let args = args(container(deployment, "agents-authz"));
+    let delay_ms: i64 = flag(&args, "--shutdown-delay-ms")
+        .parse()
+        .expect("delay in ms");
+    let grace_s: i64 = flag(&args, "--shutdown-grace-seconds")
+        .parse()
+        .expect("grace in s");
+    let cluster = named(&envoy["static_resources"]["clusters"], "agents_authz_grpc");
+    let check = &cluster["health_checks"][0];
+    let interval = str_at(&check["interval"]).trim_end_matches('s');
+    let interval_s: i64 = interval
+        .parse()
+        .expect("health check interval in whole seconds");
+    let threshold = int_at(&check["unhealthy_threshold"], "unhealthy_threshold");
+    assert!(
+        delay_ms >= interval_s * threshold * 1000,
+        "--shutdown-delay-ms {delay_ms} is shorter than Envoy's {interval_s}s x {threshold} to notice"
+    );
+    let termination = int_at(
+        &deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds",
+    );
+    assert!(
+        termination * 1000 > delay_ms + grace_s * 1000,
+        "termination grace too short"
+    );
+}
