@@ -106,6 +106,9 @@ async fn sigterm_under_load_drains_every_check_in_flight() {
         .file_arg("--managed-keys", &keys)
         .arg("--shutdown-grace-seconds")
         .arg(GRACE_SECONDS.to_string())
+        // This test is about draining; rate limits would refuse the load first.
+        .arg("--rate-limit-store")
+        .arg("off")
         .start();
     let endpoint = Endpoint::from_shared(service.grpc_url()).unwrap();
 

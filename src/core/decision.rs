@@ -1,4 +1,6 @@
-//! request facts + snapshot -> decision, in the order of spec section 6a.
+//! request facts + snapshot -> decision, in the order of spec section 6a, with one
+//! exception taken from the spec's worked examples: a write carrying `apiToken` in its
+//! query is refused (400) right after the route is found, before the method check.
 //!
 //! The decision runs in three phases so that an adapter can consult a rate limiter (I/O)
 //! between them without the core doing any I/O itself:
@@ -269,6 +271,11 @@ pub fn route_request<'s, 'a>(
     if route.disabled || gated_off {
         return ControlFlow::Break(Decision::deny(Some(route), DenyReason::RouteDisabled));
     }
+    // Spec section 1 and its worked example: a write carrying `apiToken` is refused with
+    // 400 whatever else is wrong with it, so this precedes the method check.
+    if !facts.is_read_method() && query::has_api_token(facts.query) {
+        return ControlFlow::Break(Decision::deny(Some(route), DenyReason::QueryTokenOnWrite));
+    }
     if !route.methods.allows(facts.method) {
         return ControlFlow::Break(Decision::deny(Some(route), DenyReason::MethodNotAllowed));
     }
@@ -301,13 +308,8 @@ impl<'s, 'a> Guarded<'s, 'a> {
     pub fn authenticate(self) -> ControlFlow<Decision<'s>, Authenticated<'s, 'a>> {
         let facts = self.facts;
         let deny = |reason| ControlFlow::Break(Decision::deny(Some(self.route), reason));
-        if !facts.is_read_method() {
-            if query::has_api_token(facts.query) {
-                return deny(DenyReason::QueryTokenOnWrite);
-            }
-            if !is_json_media_type(facts.content_type.value()) {
-                return deny(DenyReason::NotJson);
-            }
+        if !facts.is_read_method() && !is_json_media_type(facts.content_type.value()) {
+            return deny(DenyReason::NotJson);
         }
         let posture = &self.snapshot.posture;
         if !posture.require_token {

@@ -209,9 +209,20 @@ fn write_with_query_token_is_400_even_when_query_tokens_are_on() {
 }
 
 #[test]
-fn put_on_a_post_route_is_405_before_the_write_contract() {
+fn put_with_query_token_is_400_as_the_worked_example_says() {
     let s = snapshot(&[]);
     let d = get("/agents/v1/sync-state/checkpoint?apiToken=xyz")
+        .method("PUT")
+        .token("tok-consumer")
+        .json()
+        .decide(&s);
+    assert_denied(&d, DenyReason::QueryTokenOnWrite, 400);
+}
+
+#[test]
+fn put_on_a_post_route_is_405_before_the_json_contract() {
+    let s = snapshot(&[]);
+    let d = get("/agents/v1/sync-state/checkpoint")
         .method("PUT")
         .decide(&s);
     assert_denied(&d, DenyReason::MethodNotAllowed, 405);
@@ -498,7 +509,7 @@ fn x_agents_token_header_authenticates() {
 fn order_of_checks_follows_the_spec() {
     // 3 before 5: disabled service wins over the write contract.
     let s = snapshot(&[("PLUGIN_AGENTS_ENABLED", "false")]);
-    let d = get("/agents/v1/workflows/run-report?apiToken=x")
+    let d = get("/agents/v1/workflows/run-report")
         .method("POST")
         .decide(&s);
     assert_denied(&d, DenyReason::ServiceDisabled, 503);

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 /// The prefix every Agents API route lives under.
 pub const API_PREFIX: &str = "/agents/v1";
 const PLUGINS_PREFIX: &str = "/agents/v1/plugins/";
+/// Served by this service's own HTTP endpoint, which authenticates the caller itself.
+pub const WHOAMI_PATH: &str = "/agents/v1/auth/whoami";
 
 /// A set of HTTP methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,9 @@ pub struct Route {
     pub elevation: Option<Elevation>,
     /// Switched off by the operator: answers 404.
     pub disabled: bool,
+    /// The upstream of this route authenticates the caller again (whoami, served by this
+    /// service), so the token is forwarded instead of stripped.
+    pub upstream_reauthenticates: bool,
 }
 
 impl Route {
@@ -98,6 +103,7 @@ impl Route {
             gate: None,
             elevation: None,
             disabled: false,
+            upstream_reauthenticates: false,
         }
     }
 
@@ -116,6 +122,7 @@ impl Route {
         if path.starts_with("/agents/v1/entries") {
             route.elevation = Some(Elevation::EntriesStatus);
         }
+        route.upstream_reauthenticates = path == WHOAMI_PATH;
         route
     }
 

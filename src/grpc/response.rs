@@ -34,6 +34,7 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-agents-scopes",
 ];
 const AGENTS_HEADER_PREFIX: &str = "x-agents-";
+const TOKEN_HEADER: &str = "x-agents-token";
 
 /// Extra headers for the client, such as rate-limit counters.
 pub type ExtraHeaders<'e> = &'e [(&'static str, String)];
@@ -52,7 +53,10 @@ pub fn check_response(
     retry_after: Option<u64>,
 ) -> CheckResponse {
     match &decision.verdict {
-        Verdict::Allow { principal, .. } => allowed(principal.as_ref(), ctx, extra),
+        Verdict::Allow { principal, .. } => {
+            let forward_token = decision.route.is_some_and(|r| r.upstream_reauthenticates);
+            allowed(principal.as_ref(), ctx, extra, forward_token)
+        }
         Verdict::Deny { reason, .. } => {
             let mut headers = vec![
                 set("content-type", JSON),
@@ -98,6 +102,7 @@ fn allowed(
     principal: Option<&Principal<'_>>,
     ctx: &RequestContext<'_>,
     extra: ExtraHeaders<'_>,
+    forward_token: bool,
 ) -> CheckResponse {
     let mut headers = Vec::with_capacity(IDENTITY_HEADERS.len() + 1);
     let method = principal.map_or(AuthMethod::None, |p| p.method);
@@ -110,23 +115,29 @@ fn allowed(
     headers.push(set(IDENTITY_HEADERS[2], method.as_str()));
     headers.push(set("x-request-id", ctx.request_id));
 
-    let set_names = |name: &str| {
-        headers
-            .iter()
-            .any(|h| h.header.as_ref().is_some_and(|v| v.key == name))
+    let kept = |name: &str| {
+        (forward_token && name == TOKEN_HEADER)
+            || headers
+                .iter()
+                .any(|h| h.header.as_ref().is_some_and(|v| v.key == name))
     };
     let mut headers_to_remove: Vec<String> = ctx
         .headers
         .names()
-        .filter(|n| {
-            starts_with_ignore_case(n, AGENTS_HEADER_PREFIX) && !set_names(&n.to_ascii_lowercase())
-        })
+        .filter(|n| starts_with_ignore_case(n, AGENTS_HEADER_PREFIX))
         .map(str::to_ascii_lowercase)
+        .filter(|n| !kept(n))
         .collect();
-    // The bearer token was ours; the upstream gets the identity headers instead.
-    if method == AuthMethod::Authorization {
+    // The bearer token was ours; the upstream gets the identity headers instead, unless
+    // it authenticates the caller itself.
+    if method == AuthMethod::Authorization && !forward_token {
         headers_to_remove.push("authorization".into());
     }
+    let query_parameters_to_remove = if forward_token {
+        Vec::new()
+    } else {
+        api_token_params(ctx.query)
+    };
 
     let mut response_headers_to_add = vec![set("x-request-id", ctx.request_id)];
     response_headers_to_add.extend(extra.iter().map(|(k, v)| set(k, v)));
@@ -137,7 +148,7 @@ fn allowed(
             headers,
             headers_to_remove,
             response_headers_to_add,
-            query_parameters_to_remove: api_token_params(ctx.query),
+            query_parameters_to_remove,
             ..Default::default()
         })),
         dynamic_metadata: principal.map(|p| credential_metadata(p.credential_id())),

@@ -400,3 +400,32 @@ async fn an_unreachable_store_fails_closed() {
     .await;
     assert_eq!(denied(&resp).status.as_ref().unwrap().code, 503);
 }
+
+#[tokio::test]
+async fn whoami_route_keeps_the_token_for_the_endpoint_that_reauthenticates() {
+    let keys =
+        json!([{"id": "me", "tokenHash": hex::encode(digest("tok-me")), "scopes": ["auth:read"]}]);
+    let env: BTreeMap<String, String> = [("ENVIRONMENT".to_string(), "test".to_string())].into();
+    let svc = CheckService::new(Arc::new(AppState::new(
+        build_snapshot(&env, Some(("k", &keys)), None, 1).unwrap(),
+    )));
+    for (name, value) in [
+        ("authorization", "Bearer tok-me"),
+        ("x-agents-token", "tok-me"),
+    ] {
+        let resp = check(
+            &svc,
+            check_request(
+                "GET",
+                "/agents/v1/auth/whoami",
+                &[(name, value), ("x-agents-extra", "forged")],
+                Encoding::Map,
+                "127.0.0.1",
+            ),
+        )
+        .await;
+        let ok = ok(&resp);
+        assert_eq!(ok.headers_to_remove, ["x-agents-extra"], "{name}");
+        assert!(ok.query_parameters_to_remove.is_empty());
+    }
+}
