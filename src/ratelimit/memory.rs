@@ -86,10 +86,7 @@ impl MemoryStore {
         now_epoch_seconds: u64,
     ) -> Result<RateLimitVerdict, RateLimitError> {
         let window = Window::containing(now_epoch_seconds, quota)?;
-        let mut hasher = self.hasher.build_hasher();
-        key.hash_into(quota.window_seconds, &mut hasher);
-        let hash = std::hash::Hasher::finish(&hasher);
-
+        let hash = self.bucket_hash(key, quota);
         let mut shard = self.shard_for(hash);
         shard.sweep_expired(now_epoch_seconds);
         let count = shard.increment(hash, key, window, &self.evicted);
@@ -106,9 +103,7 @@ impl MemoryStore {
         now_epoch_seconds: u64,
     ) -> Result<RateLimitVerdict, RateLimitError> {
         let window = Window::containing(now_epoch_seconds, quota)?;
-        let mut hasher = self.hasher.build_hasher();
-        key.hash_into(quota.window_seconds, &mut hasher);
-        let hash = std::hash::Hasher::finish(&hasher);
+        let hash = self.bucket_hash(key, quota);
         let count = self.shard_for(hash).count(hash, key, window);
         Ok(window.verdict(u64::from(count), now_epoch_seconds))
     }
@@ -121,6 +116,12 @@ impl MemoryStore {
     /// Live buckets dropped because a shard was full, since start.
     pub fn evicted_total(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
+    }
+
+    fn bucket_hash(&self, key: &RateLimitKey<'_>, quota: Quota) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        key.hash_into(quota.window_seconds, &mut hasher);
+        std::hash::Hasher::finish(&hasher)
     }
 
     fn shard_for(&self, hash: u64) -> MutexGuard<'_, Shard> {

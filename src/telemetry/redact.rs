@@ -61,49 +61,13 @@ fn needs_redaction(param: &str) -> bool {
 }
 
 fn is_token_name(raw_name: &str) -> bool {
-    let decoded = percent_decode(raw_name);
+    let decoded = crate::core::query::decode(raw_name);
     let name = decoded.trim_matches(|c: char| c.is_ascii_whitespace() || c == '+');
     let Some(head) = name.get(..TOKEN_PARAM_LOWER.len()) else {
         return false;
     };
     let rest = &name[TOKEN_PARAM_LOWER.len()..];
     head.eq_ignore_ascii_case(TOKEN_PARAM_LOWER) && (rest.is_empty() || rest.starts_with('['))
-}
-
-/// Decodes `%XX` escapes; a malformed escape stays as written.
-fn percent_decode(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('%') {
-        return Cow::Borrowed(raw);
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escape = bytes
-            .get(i + 1..i + 3)
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|hex| Some(hex_value(hex[0])? << 4 | hex_value(hex[1])?));
-        match escape {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
