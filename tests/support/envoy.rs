@@ -112,10 +112,16 @@ impl Envoy {
     /// Starts Envoy on the rendered deploy config and waits for its admin `/ready`.
     pub async fn start(addrs: EnvoyAddrs, dir: &Path) -> Self {
         let config = write_rendered_config(&addrs, dir);
+        Self::start_with_config(addrs, &config, dir).await
+    }
+
+    /// Like `start`, on a config file the caller rendered (e.g. with several authz endpoints);
+    /// `addrs` must be the addresses that file listens on.
+    pub async fn start_with_config(addrs: EnvoyAddrs, config: &Path, dir: &Path) -> Self {
         let mut command = Command::new(envoy_bin());
         command
             .arg("-c")
-            .arg(&config)
+            .arg(config)
             // Several Envoys run at once in the suite: no shared-memory hot-restart domain.
             .arg("--disable-hot-restart")
             .args(["--concurrency", "1", "--log-level", "warn"]);

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod manifests;
 pub mod ports;
 pub mod process;
+pub mod replicas;
 pub mod service;
 pub mod stack;
 pub mod stub_authz;
