@@ -109,6 +109,10 @@ async fn sigterm_under_load_drains_every_check_in_flight() {
         // This test is about draining; rate limits would refuse the load first.
         .arg("--rate-limit-store")
         .arg("off")
+        // As in production: keep serving briefly after SIGTERM, so the load is still
+        // running when the signal lands and some Checks span it.
+        .arg("--shutdown-delay-ms")
+        .arg("300")
         .start();
     let endpoint = Endpoint::from_shared(service.grpc_url()).unwrap();
 
@@ -161,7 +165,8 @@ async fn sigterm_under_load_drains_every_check_in_flight() {
     let completed = sent.iter().filter(|s| s.result.is_ok()).count();
     let spanning_signal = sent
         .iter()
-        .filter(|s| s.result.is_ok() && s.launched < signalled && s.finished > kill_returned)
+        // Overlapping the `kill` call: in flight while the signal was being delivered.
+        .filter(|s| s.result.is_ok() && s.launched < kill_returned && s.finished > signalled)
         .count();
     // A Check has started once the service handled it (its decision line exists), or
     // surely once it was sent before the signal. Any other failure is a stream the
