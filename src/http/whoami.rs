@@ -3,10 +3,11 @@
 //! against the same snapshot rather than trusting forwarded identity headers.
 
 use crate::answer::{self, CACHE_CONTROL};
-use crate::authz::{self, RateLimitMode};
-use crate::core::decision::Verdict;
+use crate::authz::{self, Evaluation, RateLimitMode};
+use crate::core::decision::{Principal, Verdict};
 use crate::core::request::{HeaderField, RequestFacts};
 use crate::core::scopes::{self, Grant};
+use crate::core::snapshot::Snapshot;
 use crate::state::{AppState, now_epoch_seconds};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -52,51 +53,73 @@ pub async fn whoami(
         Verdict::Allow {
             principal: Some(p), ..
         } => {
-            let posture = &snapshot.posture;
-            let granted: Vec<&str> = match p.grant {
-                Grant::All => vec![scopes::WILDCARD],
-                Grant::Scopes(s) => s.iter().collect(),
-            };
-            let available: Map<String, Value> = scopes::available(posture.flags)
-                .map(|(name, desc)| (name.to_string(), Value::from(desc)))
-                .collect();
-            let body = json!({
-                "principal": {
-                    "credentialId": p.credential_id(),
-                    "credentialSource": p.source_header(),
-                    "authMethod": p.method.as_str(),
-                    "principalFingerprint": p.fingerprint(),
-                },
-                "grantedScopes": granted,
-                "availableScopes": available,
-                "runtimeSecurity": {
-                    "requireToken": posture.require_token,
-                    "allowQueryToken": posture.allow_query_token,
-                    "redactEmail": posture.redact_email,
-                },
-                "rateLimit": evaluation.rate_limit_json(posture),
-                "requestId": &*request_id,
-            });
+            let body = principal_body(p, &snapshot, &evaluation, &request_id);
             (StatusCode::OK, body.to_string())
         }
         _ => {
             let body =
                 answer::error_body(&evaluation.decision, &request_id, evaluation.retry_after)
                     .unwrap_or_default();
-            (
-                StatusCode::from_u16(evaluation.decision.status()).unwrap_or(StatusCode::FORBIDDEN),
-                body,
-            )
+            let status =
+                StatusCode::from_u16(evaluation.decision.status()).unwrap_or(StatusCode::FORBIDDEN);
+            (status, body)
         }
     };
     let mut response = (status, body).into_response();
-    let h = response.headers_mut();
+    set_headers(response.headers_mut(), status, &evaluation, &request_id);
+    if *request.method() == Method::HEAD {
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
+/// The payload for an authenticated caller.
+fn principal_body(
+    p: &Principal<'_>,
+    snapshot: &Snapshot,
+    evaluation: &Evaluation<'_>,
+    request_id: &str,
+) -> Value {
+    let posture = &snapshot.posture;
+    let granted: Vec<&str> = match p.grant {
+        Grant::All => vec![scopes::WILDCARD],
+        Grant::Scopes(s) => s.iter().collect(),
+    };
+    let available: Map<String, Value> = scopes::available(posture.flags)
+        .map(|(name, desc)| (name.to_string(), Value::from(desc)))
+        .collect();
+    json!({
+        "principal": {
+            "credentialId": p.credential_id(),
+            "credentialSource": p.source_header(),
+            "authMethod": p.method.as_str(),
+            "principalFingerprint": p.fingerprint(),
+        },
+        "grantedScopes": granted,
+        "availableScopes": available,
+        "runtimeSecurity": {
+            "requireToken": posture.require_token,
+            "allowQueryToken": posture.allow_query_token,
+            "redactEmail": posture.redact_email,
+        },
+        "rateLimit": evaluation.rate_limit_json(posture),
+        "requestId": request_id,
+    })
+}
+
+/// The headers every answer carries, as the gRPC adapter sets them for Envoy.
+fn set_headers(
+    h: &mut HeaderMap,
+    status: StatusCode,
+    evaluation: &Evaluation<'_>,
+    request_id: &str,
+) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(answer::JSON));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
     if status == StatusCode::UNAUTHORIZED {
@@ -113,10 +136,6 @@ pub async fn whoami(
             h.insert(*name, v);
         }
     }
-    if *request.method() == Method::HEAD {
-        *response.body_mut() = Body::empty();
-    }
-    response
 }
 
 /// One header; repeated or non-UTF-8 values are `Malformed`.
