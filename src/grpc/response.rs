@@ -26,12 +26,13 @@ use envoy_types::pb::google::rpc;
 use super::headers::HeaderView;
 
 /// The upstream headers the service owns. Client copies are overwritten or removed.
-pub const IDENTITY_HEADERS: [&str; 5] = [
+pub const IDENTITY_HEADERS: [&str; 6] = [
     "x-agents-credential-id",
     "x-agents-credential-source",
     "x-agents-auth-method",
     "x-agents-principal",
     "x-agents-scopes",
+    "x-agents-redact-email",
 ];
 const AGENTS_HEADER_PREFIX: &str = "x-agents-";
 const TOKEN_HEADER: &str = "x-agents-token";
@@ -44,6 +45,8 @@ pub struct RequestContext<'a> {
     pub headers: HeaderView<'a>,
     pub query: Option<&'a str>,
     pub request_id: &'a str,
+    /// `PLUGIN_AGENTS_REDACT_EMAIL`, passed on to the upstream (spec section 5).
+    pub redact_email: bool,
 }
 
 pub fn check_response(
@@ -111,6 +114,8 @@ fn allowed(
         headers.push(set(IDENTITY_HEADERS[1], p.source_header()));
         headers.push(set(IDENTITY_HEADERS[3], p.fingerprint()));
         headers.push(set(IDENTITY_HEADERS[4], p.grant.header_value()));
+        let redact = if ctx.redact_email { "true" } else { "false" };
+        headers.push(set(IDENTITY_HEADERS[5], redact));
     }
     headers.push(set(IDENTITY_HEADERS[2], method.as_str()));
     headers.push(set("x-request-id", ctx.request_id));

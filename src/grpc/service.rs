@@ -41,6 +41,7 @@ impl Authorization for CheckService {
             headers: input.headers,
             query: input.facts.query,
             request_id: &request_id,
+            redact_email: snapshot.posture.redact_email,
         };
         let response = check_response(
             &evaluation.decision,

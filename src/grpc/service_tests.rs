@@ -158,6 +158,7 @@ async fn allow_sets_identity_headers_and_strips_client_ones_in_both_encodings() 
                 ("x-agents-credential-id".into(), "reader".into()),
                 ("x-agents-credential-source".into(), "cp".into()),
                 ("x-agents-principal".into(), principal),
+                ("x-agents-redact-email".into(), "true".into()),
                 ("x-agents-scopes".into(), "health:read products:read".into()),
                 ("x-request-id".into(), "req-abcdef12".into()),
             ])

@@ -18,11 +18,12 @@ pub const ENV_TOKEN: &str = "e2e-env-token-77aa88bb99cc";
 pub const READER_SCOPES: &str = "auth:read entries:read health:read products:read";
 
 /// The identity headers the contract sets on every allowed guarded request.
-pub const IDENTITY_HEADERS: [&str; 5] = [
+pub const IDENTITY_HEADERS: [&str; 6] = [
     "x-agents-auth-method",
     "x-agents-credential-id",
     "x-agents-credential-source",
     "x-agents-principal",
+    "x-agents-redact-email",
     "x-agents-scopes",
 ];
 
@@ -116,6 +117,7 @@ pub fn assert_identity(seen: &Recorded, id: &str, source: &str, method: &str, sc
     assert_eq!(seen.header("x-agents-credential-source"), Some(source));
     assert_eq!(seen.header("x-agents-auth-method"), Some(method));
     assert_eq!(seen.header("x-agents-scopes"), Some(scopes));
+    assert_eq!(seen.header("x-agents-redact-email"), Some("true"));
     let principal = seen.header("x-agents-principal").unwrap_or_default();
     assert!(!principal.is_empty(), "empty x-agents-principal");
     for token in [READER, LIMITED, PINNED, REPORTER, ENV_TOKEN] {
