@@ -166,29 +166,40 @@ pub fn effective_env(sources: &ConfigSources) -> Result<BTreeMap<String, String>
 }
 
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::EnvFile {
+    let fail = |reason: String| ConfigError::EnvFile {
         path: path.to_path_buf(),
-        reason: describe_dotenv_error(&e),
-    })?;
-    iter.map(|item| {
-        item.map_err(|e| ConfigError::EnvFile {
-            path: path.to_path_buf(),
-            reason: describe_dotenv_error(&e),
-        })
-    })
-    .collect()
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+    dotenvy::from_read_iter(text.as_bytes())
+        .map(|item| item.map_err(|e| fail(describe_dotenv_error(&e, &text))))
+        .collect()
 }
 
 /// dotenvy's parse errors quote the offending line, which may hold a token: report only
-/// where it is.
-fn describe_dotenv_error(e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::LineParse(_, index) => {
-            format!("cannot parse the line at byte {index}; the file is ignored as a whole")
-        }
-        dotenvy::Error::Io(io) => format!("cannot be read: {io}"),
-        _ => "cannot be parsed".to_string(),
-    }
+/// where it is and which variable it sets.
+fn describe_dotenv_error(e: &dotenvy::Error, text: &str) -> String {
+    let dotenvy::Error::LineParse(line, index) = e else {
+        return "cannot be parsed; the file is ignored as a whole".to_string();
+    };
+    let first = line.lines().next().unwrap_or_default();
+    let number = text
+        .lines()
+        .position(|l| !first.is_empty() && l.contains(first))
+        .map_or_else(String::new, |n| format!("line {}, ", n + 1));
+    let name = first
+        .trim_start()
+        .trim_start_matches("export ")
+        .split('=')
+        .next()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .map_or_else(String::new, |n| format!(" (variable {n})"));
+    format!(
+        "{number}column {}{name}: cannot be parsed (unclosed quote or malformed assignment); \
+         the file is ignored as a whole",
+        index + 1
+    )
 }
 
 fn read_json(kind: &'static str, path: &Path) -> Result<Value, ConfigError> {
@@ -263,6 +274,8 @@ mod tests {
         let err = load_snapshot(&sources, 1).unwrap_err().to_string();
         assert!(!err.contains("s3cr3t"), "{err}");
         assert!(err.contains("env file"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("PLUGIN_AGENTS_API_TOKEN"), "{err}");
     }
 
     #[test]
