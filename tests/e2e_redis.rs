@@ -15,6 +15,10 @@ mod support;
 // Shared with tests/ratelimit_redis.rs, which also uses the parts this file does not.
 #[allow(dead_code)]
 #[path = "ratelimit_redis/server.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "both harnesses include the port picker"
+)]
 mod redis_server;
 
 use std::sync::Arc;

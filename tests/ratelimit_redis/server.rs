@@ -1,8 +1,11 @@
 //! A throwaway `redis-server` for tests and benches: loopback only, on a port chosen at
 //! run time, no persistence, killed on drop.
 
+#[path = "../support/free_port.rs"]
+mod free_port;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,10 +26,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers PING.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("no free loopback port")
-            .port();
+        let port = free_port::pick();
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut server = Self {
             child: None,

@@ -5,9 +5,12 @@
 // Each test crate that includes this module uses only part of it.
 #![allow(dead_code)]
 
+#[path = "../support/free_port.rs"]
+mod free_port;
+
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -261,14 +264,7 @@ fn spawn(
 
 /// Three distinct loopback ports that were free a moment ago.
 fn free_ports() -> [SocketAddr; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0"))
-        .collect();
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr"))
-        .collect();
-    [addrs[0], addrs[1], addrs[2]]
+    [(); 3].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port::pick())))
 }
 
 /// A CheckRequest as Envoy's HTTP ext_authz filter builds it, from client 127.0.0.1.

@@ -4,13 +4,16 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+#[path = "../support/free_port.rs"]
+mod free_port;
+
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
     HttpRequest, Peer, Request as AttrRequest,
 };
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,24 +38,18 @@ impl Ports {
     /// Three distinct free ports. Another process may take one before the service
     /// binds it; [`Launch::start`] then retries with new ones.
     pub fn free() -> Self {
-        let listeners: Vec<TcpListener> = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-            .collect();
-        let addr = |i: usize| listeners[i].local_addr().unwrap();
+        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port::pick()));
         Self {
-            grpc: addr(0),
-            http: addr(1),
-            admin: addr(2),
+            grpc: addr(),
+            http: addr(),
+            admin: addr(),
         }
     }
 }
 
 /// A port nothing listens on (bound, then released).
 pub fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port::pick()))
 }
 
 /// How to start the service: `serve` plus flags, in an environment holding only `env`.

@@ -8,6 +8,7 @@
 pub mod blackhole;
 pub mod envoy;
 pub mod fixtures;
+pub mod free_port;
 pub mod http;
 pub mod keys;
 pub mod manifests;

@@ -1,16 +1,11 @@
 //! Free loopback ports and readiness polling.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// A port that was free on 127.0.0.1 a moment ago. The OS hands out ephemeral ports in
-/// sequence, so the window for another process to take it before the caller binds is small.
+/// A port that was free on 127.0.0.1 a moment ago, outside the ephemeral range.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("local addr of a bound listener")
-        .port()
+    super::free_port::pick()
 }
 
 /// `127.0.0.1:<free port>`.
