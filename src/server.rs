@@ -99,6 +99,8 @@ pub async fn run(
         "shutting down: health NOT_SERVING, draining in-flight requests"
     );
     admin_state.draining.store(true, Ordering::Relaxed);
+    // Only the named service (readiness, Envoy's health check) stops serving; the overall
+    // status "" stays SERVING, since liveness probes use it and the process is alive.
     health
         .set_not_serving::<AuthorizationServer<CheckService>>()
         .await;
