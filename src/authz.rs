@@ -212,7 +212,7 @@ pub fn record(
     ctx: &RecordContext<'_>,
 ) {
     use crate::core::decision::Verdict as CoreVerdict;
-    use crate::telemetry::{DecisionRecord, Verdict};
+    use crate::telemetry::{DecisionRecord, ScopeList, Verdict};
     let d = &evaluation.decision;
     let (credential, method, required) = match &d.verdict {
         CoreVerdict::Allow { principal, .. } => (
@@ -228,15 +228,10 @@ pub fn record(
         } => (*credential, *auth_method, required_scope.as_deref()),
     };
     let route_scopes = d.route.map(|r| r.required_scopes()).unwrap_or_default();
-    let joined;
     let required_scopes = match (required, route_scopes) {
-        (Some(r), _) => Some(r),
+        (Some(r), _) => Some(ScopeList::One(r)),
         (None, []) => None,
-        (None, [one]) => Some(&**one),
-        (None, many) => {
-            joined = many.join("|");
-            Some(joined.as_str())
-        }
+        (None, many) => Some(ScopeList::AnyOf(many)),
     };
     let verdict = if d.is_allow() {
         Verdict::Allow

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod error_chain;
 pub mod grpc;
 pub mod http;
 pub mod ratelimit;

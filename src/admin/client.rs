@@ -10,6 +10,7 @@ use crate::admin_proto::{
     GetPostureRequest, GetStatusRequest, ReloadRequest, ReloadResult, WhoAmIRequest,
 };
 use crate::cli::{AdminArgs, AdminCommand};
+use crate::error_chain::error_chain;
 use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -181,19 +182,4 @@ fn read_token() -> Result<String, AdminCliError> {
         "" => Err(AdminCliError::NoToken),
         token => Ok(token.to_owned()),
     }
-}
-
-/// tonic's transport error says only "transport error"; the cause is in its sources.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

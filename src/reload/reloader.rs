@@ -1,6 +1,7 @@
 //! The reloader: builds a complete new value off the request path and swaps it in
 //! only when the build succeeds, so readers always see one whole snapshot.
 
+use crate::error_chain::error_chain;
 use std::error::Error;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -220,22 +221,6 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         // The guarded data is `()`, so a poisoned lock carries no broken state.
         self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Renders an error and its sources as one line, so the log and the status name
-/// the file and the underlying cause together.
-fn error_chain(err: &(dyn Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

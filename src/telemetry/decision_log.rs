@@ -62,12 +62,37 @@ pub struct DecisionRecord<'a> {
     pub path: &'a str,
     /// The matched route pattern.
     pub route: Option<&'a str>,
-    /// The route's requirement as one string, e.g. `entries:read` or
+    /// The route's requirement, logged as one string, e.g. `entries:read` or
     /// `syncstate:read|consumers:read` for alternatives.
-    pub required_scopes: Option<&'a str>,
+    pub required_scopes: Option<ScopeList<'a>>,
     pub client_ip: Option<IpAddr>,
     pub snapshot_version: u64,
     pub duration_us: u64,
+}
+
+/// Scopes a route requires, joined with `|` only when a subscriber formats the line, so
+/// a Check whose line is filtered out or sampled away builds no string.
+#[derive(Debug, Clone, Copy)]
+pub enum ScopeList<'a> {
+    One(&'a str),
+    AnyOf(&'a [Box<str>]),
+}
+
+impl fmt::Display for ScopeList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScopeList::One(scope) => f.write_str(scope),
+            ScopeList::AnyOf(scopes) => {
+                for (i, scope) in scopes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("|")?;
+                    }
+                    f.write_str(scope)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What happens to allow lines. Deny lines are always written at info.
@@ -178,7 +203,7 @@ pub fn emit(record: &DecisionRecord<'_>) {
         http.method = record.http_method,
         http.path = path,
         route = record.route,
-        scopes.required = record.required_scopes,
+        scopes.required = record.required_scopes.map(tracing::field::display),
         client.ip = record.client_ip.map(tracing::field::display),
         snapshot.version = record.snapshot_version,
         duration_us = record.duration_us,

@@ -12,7 +12,8 @@ pub mod shutdown;
 mod tests;
 
 pub use decision_log::{
-    AllowLogMode, AllowLogModeError, DECISION_TARGET, DecisionLog, DecisionRecord, Verdict,
+    AllowLogMode, AllowLogModeError, DECISION_TARGET, DecisionLog, DecisionRecord, ScopeList,
+    Verdict,
 };
 pub use logging::{LogConfig, LogGuard, LogInitError, init_logging};
 pub use metrics::{Metrics, MetricsConfig, OPENMETRICS_CONTENT_TYPE};

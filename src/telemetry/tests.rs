@@ -11,7 +11,8 @@ use tracing_appender::non_blocking::NonBlockingBuilder;
 use tracing_subscriber::fmt::MakeWriter;
 
 use super::decision_log::{
-    AllowLogMode, DECISION_MESSAGE, DECISION_TARGET, DecisionLog, DecisionRecord, Verdict,
+    AllowLogMode, DECISION_MESSAGE, DECISION_TARGET, DecisionLog, DecisionRecord, ScopeList,
+    Verdict,
 };
 use super::logging::{json_subscriber, parse_filter};
 
@@ -101,7 +102,7 @@ fn allowed<'a>(path: &'a str) -> DecisionRecord<'a> {
         http_method: "GET",
         path,
         route: Some("/agents/v1/health"),
-        required_scopes: Some("health:read"),
+        required_scopes: Some(ScopeList::One("health:read")),
         client_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))),
         snapshot_version: 4,
         duration_us: 37,
