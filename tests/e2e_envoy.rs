@@ -336,6 +336,14 @@ async fn whoami_through_envoy_is_answered_by_the_service() {
         !reply.body.contains(READER),
         "whoami echoes the token\n{reply}"
     );
+    // The live numbers are the ones this request's Check counted, in the same bucket,
+    // even though Envoy writes its own host address into X-Forwarded-For for loopback.
+    let remaining = reply.header("x-ratelimit-remaining").map(str::to_owned);
+    assert_eq!(
+        body["rateLimit"]["remaining"].to_string(),
+        remaining.unwrap_or_default(),
+        "whoami rateLimit vs X-RateLimit-Remaining\n{reply}"
+    );
 
     let limited = bearer(LIMITED);
     let reply = get(

@@ -36,6 +36,8 @@ pub const IDENTITY_HEADERS: [&str; 6] = [
 ];
 const AGENTS_HEADER_PREFIX: &str = "x-agents-";
 const TOKEN_HEADER: &str = "x-agents-token";
+/// The client address, set for upstreams that authenticate again; see `upstream_reauthenticates`.
+pub const CLIENT_IP_HEADER: &str = "x-agents-client-ip";
 
 /// Extra headers for the client, such as rate-limit counters.
 pub type ExtraHeaders<'e> = &'e [(&'static str, String)];
@@ -47,6 +49,8 @@ pub struct RequestContext<'a> {
     pub request_id: &'a str,
     /// `PLUGIN_AGENTS_REDACT_EMAIL`, passed on to the upstream (spec section 5).
     pub redact_email: bool,
+    /// The client address this Check was decided for.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 pub fn check_response(
@@ -119,6 +123,12 @@ fn allowed(
     }
     headers.push(set(IDENTITY_HEADERS[2], method.as_str()));
     headers.push(set("x-request-id", ctx.request_id));
+    // An upstream that authenticates again (whoami) must see the same client address as
+    // this Check; Envoy's X-Forwarded-For can differ (it writes its own host address for
+    // loopback clients).
+    if forward_token && let Some(ip) = ctx.client_ip {
+        headers.push(set(CLIENT_IP_HEADER, &ip.to_string()));
+    }
 
     let kept = |name: &str| {
         (forward_token && name == TOKEN_HEADER)

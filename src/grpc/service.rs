@@ -42,6 +42,7 @@ impl Authorization for CheckService {
             query: input.facts.query,
             request_id: &request_id,
             redact_email: snapshot.posture.redact_email,
+            client_ip: input.facts.client_ip,
         };
         let response = check_response(
             &evaluation.decision,

@@ -427,6 +427,7 @@ async fn whoami_route_keeps_the_token_for_the_endpoint_that_reauthenticates() {
         .await;
         let ok = ok(&resp);
         assert_eq!(ok.headers_to_remove, ["x-agents-extra"], "{name}");
+        assert_eq!(header_map(&ok.headers)["x-agents-client-ip"], "127.0.0.1");
         assert!(ok.query_parameters_to_remove.is_empty());
     }
 }

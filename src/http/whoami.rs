@@ -8,6 +8,7 @@ use crate::core::decision::{Principal, Verdict};
 use crate::core::request::{HeaderField, RequestFacts};
 use crate::core::scopes::{self, Grant};
 use crate::core::snapshot::Snapshot;
+use crate::grpc::response::CLIENT_IP_HEADER;
 use crate::state::{AppState, now_epoch_seconds};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -150,11 +151,18 @@ fn field<'a>(headers: &'a HeaderMap, name: &str) -> HeaderField<'a> {
     }
 }
 
-/// The peer, unless the peer is a trusted proxy: then the last `X-Forwarded-For` hop,
-/// which is the address that proxy saw (Envoy appends it with `use_remote_address`).
+/// The peer, unless the peer is a trusted proxy: then the address the Check was decided
+/// for (`x-agents-client-ip`, set by this service through Envoy and never taken from a
+/// client, whose copy Envoy strips), else the last `X-Forwarded-For` hop.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     if !trusted.0.iter().any(|n| n.contains(&peer)) {
         return peer;
+    }
+    let from_check = field(headers, CLIENT_IP_HEADER)
+        .value()
+        .and_then(|v| v.trim().parse().ok());
+    if let Some(ip) = from_check {
+        return ip;
     }
     headers
         .get_all("x-forwarded-for")
@@ -189,6 +197,17 @@ mod tests {
         );
         assert_eq!(client_ip(other, &h, &trusted()), other);
         assert_eq!(client_ip(local, &HeaderMap::new(), &trusted()), local);
+    }
+
+    #[test]
+    fn the_checks_client_address_wins_over_forwarded_hops_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.2"));
+        h.insert(CLIENT_IP_HEADER, HeaderValue::from_static("127.0.0.1"));
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_ip(local, &h, &trusted()), local);
+        assert_eq!(client_ip(other, &h, &trusted()), other);
     }
 
     #[test]
