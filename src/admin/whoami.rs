@@ -34,6 +34,7 @@ pub async fn who_am_i(state: &AppState, request: &WhoAmIRequest) -> Result<WhoAm
         agents_token: HeaderField::Absent,
         content_type: HeaderField::Absent,
         request_id: HeaderField::Absent,
+        method_override: HeaderField::Absent,
         client_ip,
         now_epoch_seconds: now_epoch_seconds(),
     };
@@ -131,7 +132,11 @@ fn deny_status(reason: DenyReason, credential: Option<&str>, scope: Option<&str>
         DenyReason::RateLimiterUnavailable => {
             Status::unavailable(format!("{code}: the rate-limit store is unreachable"))
         }
-        DenyReason::QueryTokenOnWrite | DenyReason::NotJson | DenyReason::MalformedHeader(_) => {
+        DenyReason::InvalidPath(_)
+        | DenyReason::QueryTokenOnWrite
+        | DenyReason::NotJson
+        | DenyReason::MalformedHeader(_)
+        | DenyReason::MethodOverride => {
             Status::invalid_argument(format!("{code}: {}", reason.message()))
         }
     }

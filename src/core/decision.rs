@@ -8,8 +8,9 @@
 //! [`Authenticated::authorize`] (steps 8-9). Steps 4 and 7 are the rate limits.
 
 use super::credentials::{AuthFailure, Credential};
+use super::path::{self, PathProblem};
 use super::query;
-use super::request::RequestFacts;
+use super::request::{HeaderField, RequestFacts};
 use super::routes::{Access, ENTRIES_ALL_STATUSES, Elevation, Route, RouteMatch};
 use super::scopes::Grant;
 use super::snapshot::Snapshot;
@@ -20,6 +21,8 @@ use std::ops::ControlFlow;
 /// Why a request was refused. Each maps to one status and error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
+    /// The target is not in the canonical form the route table is matched against.
+    InvalidPath(PathProblem),
     RouteDisabled,
     UnknownRoute,
     MethodNotAllowed,
@@ -29,6 +32,9 @@ pub enum DenyReason {
     QueryTokenOnWrite,
     NotJson,
     MalformedHeader(&'static str),
+    /// A method-override header: the upstream might act on another method than the one
+    /// this decision was made for.
+    MethodOverride,
     Misconfigured,
     MissingToken,
     Auth(AuthFailure),
@@ -44,9 +50,11 @@ impl DenyReason {
             | DenyReason::Misconfigured
             | DenyReason::RateLimiterUnavailable => 503,
             DenyReason::RateLimited => 429,
-            DenyReason::QueryTokenOnWrite
+            DenyReason::InvalidPath(_)
+            | DenyReason::QueryTokenOnWrite
             | DenyReason::NotJson
-            | DenyReason::MalformedHeader(_) => 400,
+            | DenyReason::MalformedHeader(_)
+            | DenyReason::MethodOverride => 400,
             DenyReason::MissingToken | DenyReason::Auth(_) => 401,
             DenyReason::MissingScope => 403,
         }
@@ -72,6 +80,7 @@ impl DenyReason {
     /// The reason code of decision logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
+            DenyReason::InvalidPath(_) => "invalid_path",
             DenyReason::RouteDisabled => "route_disabled",
             DenyReason::UnknownRoute => "unknown_route",
             DenyReason::MethodNotAllowed => "method_not_allowed",
@@ -81,6 +90,7 @@ impl DenyReason {
             DenyReason::QueryTokenOnWrite => "query_token_on_write",
             DenyReason::NotJson => "not_json",
             DenyReason::MalformedHeader(_) => "malformed_header",
+            DenyReason::MethodOverride => "method_override",
             DenyReason::Misconfigured => "misconfigured",
             DenyReason::MissingToken => "missing_token",
             DenyReason::Auth(AuthFailure::UnknownToken) => "invalid_token",
@@ -96,6 +106,10 @@ impl DenyReason {
     /// client cannot tell a revoked key from an unknown one.
     pub fn message(self) -> &'static str {
         match self {
+            DenyReason::InvalidPath(_) => {
+                "The request path is not in canonical form (dot segments, empty segments, \
+                 encoded delimiters, path parameters or raw control bytes)."
+            }
             DenyReason::RouteDisabled | DenyReason::UnknownRoute => "Route not found.",
             DenyReason::MethodNotAllowed => "Method not allowed for this route.",
             DenyReason::ServiceDisabled => "The Agents API is disabled.",
@@ -106,6 +120,9 @@ impl DenyReason {
             DenyReason::QueryTokenOnWrite => "Write requests must authenticate via headers.",
             DenyReason::NotJson => "Write requests must send Content-Type: application/json.",
             DenyReason::MalformedHeader(_) => "A request header is malformed or repeated.",
+            DenyReason::MethodOverride => {
+                "Method-override headers are not accepted; send the request with its real method."
+            }
             DenyReason::Misconfigured => "The Agents API has no credentials configured.",
             DenyReason::MissingToken | DenyReason::Auth(_) => "A valid API token is required.",
             DenyReason::MissingScope => "The token lacks a scope this route requires.",
@@ -254,6 +271,11 @@ pub fn route_request<'s, 'a>(
     snapshot: &'s Snapshot,
     facts: &'a RequestFacts<'a>,
 ) -> ControlFlow<Decision<'s>, Guarded<'s, 'a>> {
+    // Before any lookup: a target the upstream could read as another route than the table
+    // does must not be decided at all (see core::path).
+    if let Err(problem) = path::check_target(facts.path, facts.query) {
+        return ControlFlow::Break(Decision::deny(None, DenyReason::InvalidPath(problem)));
+    }
     let (route, plugin) = match snapshot.routes.lookup(facts.path) {
         RouteMatch::Route(r) => (r, None),
         RouteMatch::Plugin {
@@ -278,6 +300,11 @@ pub fn route_request<'s, 'a>(
     }
     if !route.methods.allows(facts.method) {
         return ControlFlow::Break(Decision::deny(Some(route), DenyReason::MethodNotAllowed));
+    }
+    // Frameworks such as Yii, Symfony and Laravel let these headers replace the method;
+    // the method allowed here would then not be the one the upstream runs.
+    if facts.method_override != HeaderField::Absent {
+        return ControlFlow::Break(Decision::deny(Some(route), DenyReason::MethodOverride));
     }
     if route.access == Access::Public {
         return ControlFlow::Break(Decision {

@@ -88,6 +88,7 @@ impl Req {
             agents_token: field(self.agents),
             content_type: field(self.content_type),
             request_id: HeaderField::Absent,
+            method_override: HeaderField::Absent,
             client_ip: Some(self.ip.parse().unwrap()),
             now_epoch_seconds: NOW,
         };
@@ -537,5 +538,74 @@ fn every_status_maps_to_its_code() {
         (DenyReason::Misconfigured, 503, "SERVER_MISCONFIGURED"),
     ] {
         assert_eq!((reason.status(), reason.code()), (status, code));
+    }
+}
+
+#[test]
+fn targets_not_in_canonical_form_are_400_before_routing() {
+    let snap = snapshot(&[]);
+    for target in [
+        "/agents/v1/users/../products",
+        "/agents/v1/%2e%2e/v1/products",
+        "/agents/v1//products",
+        "/agents/v1/products%2Fx",
+        "/agents/v1/products;x=1",
+        "/agents/v1/products#x",
+        "/agents/v1/products?a=1#x",
+        "/agents/v1/pro\tducts",
+    ] {
+        let d = get(target).token("tok-reader").decide(&snap);
+        assert!(
+            matches!(deny_reason(&d), Some(DenyReason::InvalidPath(_))),
+            "{target}: {d:?}"
+        );
+        assert_eq!(d.status(), 400, "{target}");
+        assert!(d.route.is_none(), "{target}");
+    }
+    // Refused even on a public route and with no token at all.
+    let d = get("/llms.txt/..").decide(&snap);
+    assert_eq!(d.status(), 400);
+}
+
+#[test]
+fn case_variants_and_one_trailing_slash_are_routes_or_404_not_400() {
+    let snap = snapshot(&[]);
+    assert_denied(
+        &get("/AGENTS/v1/products").token("tok-reader").decide(&snap),
+        DenyReason::UnknownRoute,
+        404,
+    );
+    assert_denied(
+        &get("/agents/v1/Products").token("tok-reader").decide(&snap),
+        DenyReason::UnknownRoute,
+        404,
+    );
+    assert_allowed(
+        &get("/agents/v1/products/")
+            .token("tok-reader")
+            .decide(&snap),
+    );
+}
+
+#[test]
+fn a_method_override_header_is_400_on_every_kind_of_route() {
+    let snap = snapshot(&[]);
+    for (method, path) in [
+        ("GET", "/agents/v1/products"),
+        ("POST", "/agents/v1/workflows/run-report"),
+        ("GET", "/llms.txt"),
+    ] {
+        let bearer = "Bearer tok-reader";
+        let facts = RequestFacts {
+            method,
+            path,
+            authorization: HeaderField::Present(bearer),
+            content_type: HeaderField::Present("application/json"),
+            method_override: HeaderField::Present("DELETE"),
+            client_ip: Some("192.168.1.7".parse().unwrap()),
+            now_epoch_seconds: NOW,
+            ..RequestFacts::default()
+        };
+        assert_denied(&decide(&snap, &facts), DenyReason::MethodOverride, 400);
     }
 }

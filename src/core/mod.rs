@@ -2,6 +2,7 @@
 
 pub mod credentials;
 pub mod decision;
+pub mod path;
 pub mod posture;
 pub mod query;
 pub mod request;

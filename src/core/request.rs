@@ -35,16 +35,25 @@ pub struct RequestFacts<'a> {
     pub agents_token: HeaderField<'a>,
     pub content_type: HeaderField<'a>,
     pub request_id: HeaderField<'a>,
+    /// Any of [`METHOD_OVERRIDE_HEADERS`]; a request carrying one is refused.
+    pub method_override: HeaderField<'a>,
     /// The downstream peer address as Envoy saw it; `None` fails every IP allowlist.
     pub client_ip: Option<IpAddr>,
     /// Seconds since the Unix epoch, for key expiry.
     pub now_epoch_seconds: i64,
 }
 
+/// Headers that web frameworks read as the request's real method.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 impl<'a> RequestFacts<'a> {
-    /// Splits a request target (`/path?query`) as Envoy forwards it.
+    /// Splits a request target (`/path?query`) as Envoy forwards it. A `#` stays where it
+    /// is, so that `core::path` refuses it instead of the fragment being silently dropped.
     pub fn split_target(target: &'a str) -> (&'a str, Option<&'a str>) {
-        let target = target.split_once('#').map_or(target, |(t, _)| t);
         match target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
@@ -83,6 +92,10 @@ mod tests {
     fn targets_split_into_path_and_query() {
         assert_eq!(RequestFacts::split_target("/a?b=1"), ("/a", Some("b=1")));
         assert_eq!(RequestFacts::split_target("/a"), ("/a", None));
-        assert_eq!(RequestFacts::split_target("/a?b#frag"), ("/a", Some("b")));
+        assert_eq!(
+            RequestFacts::split_target("/a?b#frag"),
+            ("/a", Some("b#frag"))
+        );
+        assert_eq!(RequestFacts::split_target("/a#frag"), ("/a#frag", None));
     }
 }

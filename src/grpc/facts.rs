@@ -1,7 +1,7 @@
 //! `CheckRequest` -> the core's request facts, borrowing every value.
 
 use super::headers::HeaderView;
-use crate::core::request::RequestFacts;
+use crate::core::request::{HeaderField, METHOD_OVERRIDE_HEADERS, RequestFacts};
 use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use std::net::IpAddr;
@@ -65,6 +65,11 @@ pub fn check_input(
         agents_token: headers.field("x-agents-token"),
         content_type: headers.field("content-type"),
         request_id: headers.field("x-request-id"),
+        method_override: METHOD_OVERRIDE_HEADERS
+            .iter()
+            .map(|name| headers.field(name))
+            .find(|f| *f != HeaderField::Absent)
+            .unwrap_or_default(),
         client_ip,
         now_epoch_seconds,
     };

@@ -5,7 +5,7 @@
 use crate::answer::{self, CACHE_CONTROL};
 use crate::authz::{self, Evaluation, RateLimitMode};
 use crate::core::decision::{Principal, Verdict};
-use crate::core::request::{HeaderField, RequestFacts};
+use crate::core::request::{HeaderField, METHOD_OVERRIDE_HEADERS, RequestFacts};
 use crate::core::scopes::{self, Grant};
 use crate::core::snapshot::Snapshot;
 use crate::grpc::response::CLIENT_IP_HEADER;
@@ -44,6 +44,11 @@ pub async fn whoami(
         agents_token: field(headers, "x-agents-token"),
         content_type: field(headers, "content-type"),
         request_id: field(headers, "x-request-id"),
+        method_override: METHOD_OVERRIDE_HEADERS
+            .iter()
+            .map(|name| field(headers, name))
+            .find(|f| *f != HeaderField::Absent)
+            .unwrap_or_default(),
         client_ip: Some(client_ip(peer.ip(), headers, &state.trusted_proxies)),
         now_epoch_seconds: now_epoch_seconds(),
     };
