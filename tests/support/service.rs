@@ -47,6 +47,10 @@ pub struct Service {
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     process: ChildProcess,
+    /// Kept for `restart`, which starts the same service on the same ports.
+    config: ServiceConfig,
+    dir: PathBuf,
+    starts: u32,
 }
 
 impl Service {
@@ -64,9 +68,33 @@ impl Service {
             http_addr,
             admin_addr,
             process: ChildProcess::spawn("agents-authz", command, dir),
+            config: config.clone(),
+            dir: dir.to_owned(),
+            starts: 1,
         };
-        for addr in [grpc_addr, http_addr] {
-            let process = &mut service.process;
+        service.wait_listening().await;
+        service
+    }
+
+    /// Starts the service again, same config and same ports, after `stop` (or a crash); the
+    /// new process logs to `agents-authz-<n>.out|.err` so the first run's logs are kept.
+    pub async fn restart(&mut self) {
+        self.process.stop();
+        self.starts += 1;
+        let addrs = [
+            ("--grpc-addr", self.grpc_addr),
+            ("--http-addr", self.http_addr),
+            ("--admin-addr", self.admin_addr),
+        ];
+        let command = serve_command(&self.config, &addrs);
+        let name = format!("agents-authz-{}", self.starts);
+        self.process = ChildProcess::spawn(&name, command, &self.dir);
+        self.wait_listening().await;
+    }
+
+    async fn wait_listening(&mut self) {
+        for addr in [self.grpc_addr, self.http_addr] {
+            let process = &mut self.process;
             let what = format!("agents-authz on {addr}");
             wait_until(
                 &what,
@@ -76,7 +104,6 @@ impl Service {
             )
             .await;
         }
-        service
     }
 
     /// Kills the service (for the fail-closed tests); its ports refuse connections afterwards.
