@@ -141,6 +141,16 @@ impl Service {
     /// returns once it is serving with its watchers installed. A port taken between
     /// choosing and binding makes the process exit; then it is retried on new ports.
     pub async fn start(keys: &Path, env_file: &Path, extra: &[&str]) -> Self {
+        Self::start_within(keys, env_file, extra, START_LIMIT).await
+    }
+
+    /// Like `start`, allowing `limit` for the initial load (a very large keys file).
+    pub async fn start_within(
+        keys: &Path,
+        env_file: &Path,
+        extra: &[&str],
+        limit: Duration,
+    ) -> Self {
         for attempt in 1..=3 {
             let logs = tempfile::tempdir().expect("log dir");
             let log = logs.path().join("authz.log");
@@ -154,7 +164,7 @@ impl Service {
                 _logs: logs,
                 http: reqwest::Client::new(),
             };
-            if service.wait_serving().await {
+            if service.wait_serving(limit).await {
                 return service;
             }
             eprintln!("start attempt {attempt} failed:\n{}", service.log_text());
@@ -162,8 +172,8 @@ impl Service {
         panic!("agents-authz did not start in three attempts");
     }
 
-    async fn wait_serving(&mut self) -> bool {
-        let deadline = Instant::now() + START_LIMIT;
+    async fn wait_serving(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self.child.try_wait().expect("child status").is_some() {
                 return false;
@@ -211,6 +221,22 @@ impl Service {
         AuthorizationClient::connect(format!("http://{}", self.grpc))
             .await
             .expect("gRPC connects")
+    }
+
+    /// A `/proc/<pid>/status` field in KiB: `VmRSS` (resident now) or `VmHWM` (peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Everything the service logged so far, for failure messages.
