@@ -255,7 +255,6 @@ fn write_many_keys(path: &Path, n: usize) {
 }
 
 /// Memory of one run of [`many_keys`], in KiB.
-#[derive(Debug)]
 struct Memory {
     startup: Duration,
     loaded: u64,
@@ -307,10 +306,15 @@ async fn many_keys(n: usize, reloads: u64, limit: Duration) -> Memory {
 /// allocator keeps that peak: resident memory settles at a few times one snapshot, then
 /// stays there however many reloads follow.
 fn assert_bounded(n: usize, m: &Memory, per_key_kib: f64) {
-    println!("{n} keys: {m:?}");
+    println!(
+        "{n} keys: serving after {:?}; RSS {} KiB loaded, {} KiB after half the reloads, {} KiB \
+         after all, peak {} KiB",
+        m.startup, m.loaded, m.half, m.after, m.peak
+    );
     let loaded_bound = (n as f64 * per_key_kib) as u64 + 64 * 1024;
     assert!(m.loaded < loaded_bound, "RSS after load {} KiB", m.loaded);
     assert!(m.after < m.loaded * 4, "RSS after reloads {} KiB", m.after);
+    assert!(m.peak < m.loaded * 5, "peak RSS {} KiB", m.peak);
     assert!(
         m.after < m.half + m.half / 5,
         "RSS still growing across reloads: {} -> {} KiB",
