@@ -315,8 +315,10 @@ fn assert_bounded(n: usize, m: &Memory, per_key_kib: f64) {
     assert!(m.loaded < loaded_bound, "RSS after load {} KiB", m.loaded);
     assert!(m.after < m.loaded * 4, "RSS after reloads {} KiB", m.after);
     assert!(m.peak < m.loaded * 5, "peak RSS {} KiB", m.peak);
+    // A reload that leaked its old snapshot would add a loaded size per reload; the
+    // allocator settling into more arenas adds less than one over the second half.
     assert!(
-        m.after < m.half + m.half / 5,
+        m.after < m.half + m.loaded,
         "RSS still growing across reloads: {} -> {} KiB",
         m.half,
         m.after
