@@ -26,6 +26,9 @@ use support::stack::Stack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The `error` codes of the JSON answers Envoy's `local_reply_config` writes itself.
+const ENVOY_CODES: [&str; 2] = ["AUTHORIZATION_UNAVAILABLE", "REQUEST_HEADERS_TOO_LARGE"];
+
 /// Who answered a refusal: Envoy on its own, or agents-authz through ext_authz.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum By {
@@ -115,9 +118,14 @@ async fn expect(
     }
     if status != 200 {
         // Every answer of the service carries its Cache-Control (also on HEAD, which has no
-        // body); Envoy's own local replies do not.
+        // body); of Envoy's own replies only the JSON ones its config maps do, and those
+        // carry Envoy's own error codes.
         let head = reply.head.to_ascii_lowercase();
-        let from_service = head.contains("cache-control: no-store, private");
+        let envoy_json = reply
+            .error
+            .as_deref()
+            .is_some_and(|e| ENVOY_CODES.contains(&e));
+        let from_service = head.contains("cache-control: no-store, private") && !envoy_json;
         assert_eq!(
             from_service,
             by == By::Service,
@@ -442,9 +450,10 @@ async fn oversized_and_too_many_headers_stop_at_envoy() {
     expect(&stack, "83 headers", &with(80), 200, By::Service, ok).await;
     expect(&stack, "101 headers", &with(98), 431, By::Envoy, None).await;
     // Between the two, the request fits Envoy's limit of 100 headers but the identity
-    // headers of an allow would not: Envoy refuses the mutation itself (500,
-    // ext_authz_invalid). Still a refusal, and nothing is forwarded.
-    expect(&stack, "95 headers", &with(92), 500, By::Envoy, None).await;
+    // headers of an allow would not: Envoy refuses the mutation itself (ext_authz_invalid,
+    // a bare 500 by default), which the shipped config answers as a JSON 431.
+    let reply = expect(&stack, "95 headers", &with(92), 431, By::Envoy, None).await;
+    assert_eq!(reply.error.as_deref(), Some("REQUEST_HEADERS_TOO_LARGE"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,7 +678,11 @@ async fn service_killed_under_load_fails_closed_then_recovers_on_restart() {
     assert_eq!(tally.anonymous_allowed, 0, "{tally:?}");
     assert!(tally.allowed > 0 && tally.refused > 0, "{tally:?}");
     for seen in stack.upstream.requests() {
-        assert_ne!(seen.query(), "who=anonymous", "unauthorised request forwarded");
+        assert_ne!(
+            seen.query(),
+            "who=anonymous",
+            "unauthorised request forwarded"
+        );
         assert_eq!(seen.header("x-agents-credential-id"), Some("reader"));
     }
 }
