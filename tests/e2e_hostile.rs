@@ -686,3 +686,31 @@ async fn service_killed_under_load_fails_closed_then_recovers_on_restart() {
         assert_eq!(seen.header("x-agents-credential-id"), Some("reader"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_with_a_trailing_slash_does_not_carry_the_token_to_the_api() {
+    // Envoy sends only the exact whoami path to the service's own endpoint; with a trailing
+    // slash the request goes to the Agents API like any other route, so the token must be
+    // stripped as on any other route.
+    let stack = standard_stack(&[("PLUGIN_AGENTS_ALLOW_QUERY_TOKEN", "true")]).await;
+    let target = format!("/agents/v1/auth/whoami/?apiToken={READER}&x=1");
+    let reply = Reply::read(client().get(stack.url(&target))).await;
+    reply.expect_status(200);
+    let seen = stack.upstream.last();
+    assert_eq!(seen.path_and_query, "/agents/v1/auth/whoami/?x=1");
+    assert_no_token_forwarded(&seen);
+    let authorization = bearer(READER);
+    get(
+        &stack,
+        "/agents/v1/auth/whoami/",
+        &[("authorization", &authorization)],
+    )
+    .await
+    .expect_status(200);
+    let seen = stack.upstream.last();
+    assert!(
+        seen.header("authorization").is_none(),
+        "bearer forwarded to the API"
+    );
+    assert!(seen.header("x-agents-client-ip").is_none());
+}

@@ -602,3 +602,33 @@ async fn forwarded_headers_do_not_move_the_client_address() {
             .expect(401, "no source address");
     }
 }
+
+#[tokio::test]
+async fn only_the_exact_whoami_path_keeps_the_token() {
+    let keys =
+        json!([{"id": "me", "tokenHash": hex::encode(digest(READER)), "scopes": ["auth:read"]}]);
+    let env: BTreeMap<String, String> = [
+        ("ENVIRONMENT".to_string(), "test".to_string()),
+        (
+            "PLUGIN_AGENTS_ALLOW_QUERY_TOKEN".to_string(),
+            "true".to_string(),
+        ),
+    ]
+    .into();
+    let whoami = CheckService::new(Arc::new(AppState::new(
+        build_snapshot(&env, Some(("k", &keys)), None, 1).expect("snapshot"),
+    )));
+    for enc in BOTH {
+        let exact = req("GET", "/agents/v1/auth/whoami").bearer(READER);
+        let a = check(&whoami, &exact, enc).await;
+        a.expect(200, "exact whoami");
+        assert!(!a.removed.contains(&"authorization".to_string()), "{a:?}");
+        // A trailing slash is routed by Envoy to the Agents API, not to the service.
+        let slash = req("GET", "/agents/v1/auth/whoami/?apiToken=x&b=1").bearer(READER);
+        let a = check(&whoami, &slash, enc).await;
+        a.expect(200, "whoami/");
+        assert!(a.removed.contains(&"authorization".to_string()), "{a:?}");
+        assert_eq!(a.query_removed, ["apiToken"]);
+        assert!(!a.headers.contains_key("x-agents-client-ip"));
+    }
+}

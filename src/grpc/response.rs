@@ -45,6 +45,8 @@ pub type ExtraHeaders<'e> = &'e [(&'static str, String)];
 /// What the response needs from the request besides the decision.
 pub struct RequestContext<'a> {
     pub headers: HeaderView<'a>,
+    /// The path without the query, as Envoy sent it.
+    pub path: &'a str,
     pub query: Option<&'a str>,
     pub request_id: &'a str,
     /// `PLUGIN_AGENTS_REDACT_EMAIL`, passed on to the upstream (spec section 5).
@@ -61,7 +63,12 @@ pub fn check_response(
 ) -> CheckResponse {
     match &decision.verdict {
         Verdict::Allow { principal, .. } => {
-            let forward_token = decision.route.is_some_and(|r| r.upstream_reauthenticates);
+            // Envoy sends only the exact path to the endpoint that authenticates again; a
+            // variant the route table also accepts (a trailing '/') goes to the Agents API
+            // like any other route, and must lose the token like any other route.
+            let forward_token = decision
+                .route
+                .is_some_and(|r| r.upstream_reauthenticates && *r.path == *ctx.path);
             allowed(principal.as_ref(), ctx, extra, forward_token)
         }
         Verdict::Deny { reason, .. } => {

@@ -39,6 +39,7 @@ impl Authorization for CheckService {
         let request_id = answer::request_id(input.facts.request_id);
         let ctx = RequestContext {
             headers: input.headers,
+            path: input.facts.path,
             query: input.facts.query,
             request_id: &request_id,
             redact_email: snapshot.posture.redact_email,
