@@ -36,10 +36,20 @@ WRK_PATH = "/agents/v1/products?page=2"
 WRK_TOKEN = "bench-key-1"
 
 MODES = {
-    "quick": dict(rounds=2, warmup=0.5, seconds=2.0, keys=10_000, rss_keys=[100_000], scale=False),
-    "full": dict(
-        rounds=5, warmup=1.0, seconds=8.0, keys=10_000, rss_keys=[100_000, 1_000_000], scale=True
+    "quick": dict(
+        rounds=2, warmup=0.5, seconds=2.0, keys=10_000, rss_keys=[100_000], scale=False,
+        breakdown=False,
     ),
+    "full": dict(
+        rounds=5, warmup=1.0, seconds=8.0, keys=10_000, rss_keys=[100_000, 1_000_000], scale=True,
+        breakdown=True,
+    ),
+}  # fmt: skip
+# Extra direct variants of the full mode, to show what each stage costs: allow lines off
+# (denials are still logged), and the rate limiter off as well.
+BREAKDOWN = {
+    "authz-noallowlog": ["--allow-log", "off"],
+    "authz-nolog-nolim": ["--allow-log", "off", "--rate-limit-store", "off"],
 }
 CONCURRENCY = 32  # requests in flight, for the generator and for wrk alike
 CONNECTIONS = 2  # gRPC connections of the generator (Envoy opens one per worker: 2)
@@ -155,7 +165,7 @@ def authz_env():
     }
 
 
-def start_authz(procs, name, keys_file, log_path):
+def start_authz(procs, name, keys_file, log_path, extra=()):
     grpc, http, admin = free_port(), free_port(), free_port()
     argv = [
         str(SERVICE), "serve",
@@ -166,7 +176,7 @@ def start_authz(procs, name, keys_file, log_path):
         "--rate-limit-store", "memory",
         "--allow-log", "info",
         "--watch", "off",
-    ]  # fmt: skip
+    ] + list(extra)  # fmt: skip
     # Decision logs go to a file opened for appending, truncated between rounds.
     started = time.monotonic()
     child = procs.start(name, argv, env=authz_env(), stdout=open(log_path, "ab"))
@@ -396,15 +406,21 @@ def direct_section(procs, workdir, mode, keys_file):
     log_path = workdir / "decisions.log"
     authz, authz_port, _ = start_authz(procs, "authz-direct", keys_file, log_path)
     servers = {"floor": (floor, floor_port, False), "agents-authz": (authz, authz_port, True)}
+    if mode["breakdown"]:
+        for name, extra in BREAKDOWN.items():
+            child, port, _ = start_authz(procs, name, keys_file, workdir / f"{name}.log", extra)
+            servers[name] = (child, port, True)
 
     def measure(name):
         child, port, verify = servers[name]
         result = loadgen(port, child.pid, mode["keys"], mode, name, verify)
-        if verify:
+        if name == "agents-authz":
             lines = log_path.read_bytes().count(b"\n")
             if lines < result["rate"] * mode["seconds"] * 0.5:
                 raise BenchError(f"decision log has {lines} lines: is logging on?")
             os.truncate(log_path, 0)
+        elif name in BREAKDOWN:
+            os.truncate(workdir / f"{name}.log", 0)
         return result
 
     results = alternate(list(servers), mode["rounds"], measure, procs)
@@ -414,7 +430,8 @@ def direct_section(procs, workdir, mode, keys_file):
     cols = [("p50 us", "p50_us"), ("p99 us", "p99_us"), ("p99.9 us", "p999_us"),
             ("CPU us/Check", "cpu_us")]  # fmt: skip
     out = table("Direct Check RPCs (loadgen)", results, "floor", cols)
-    out += "\n" + cpu_ratio_line(results, "agents-authz", "floor")
+    for name in list(servers)[1:]:
+        out += "\n" + cpu_ratio_line(results, name, "floor")
     out += f"\nagents-authz answers in round 1: {mix[0]} allowed, {mix[1]} 401, {mix[2]} 403"
     return out, results
 
