@@ -61,6 +61,9 @@ const SMOKE: Plan = Plan {
     per_round: 100,
 };
 
+/// A key count, its snapshot, and the request mix over its keys (bearer value, path).
+type SizedSet = (u32, Snapshot, Vec<(String, &'static str)>);
+
 fn sources(keys_file: &Path) -> ConfigSources {
     ConfigSources {
         managed_keys: Some(keys_file.to_path_buf()),
@@ -114,7 +117,7 @@ fn run_mix(snapshot: &Snapshot, requests: &[(String, &str)], count: u32) -> u32 
     allowed
 }
 
-fn criterion_decide(c: &mut Criterion, sets: &[(u32, Snapshot, Vec<(String, &str)>)]) {
+fn criterion_decide(c: &mut Criterion, sets: &[SizedSet]) {
     let mut group = c.benchmark_group("scale/decide");
     group
         .warm_up_time(Duration::from_secs(1))
@@ -134,7 +137,7 @@ fn criterion_decide(c: &mut Criterion, sets: &[(u32, Snapshot, Vec<(String, &str
 }
 
 /// ns per decision for each size, sizes alternated round by round; median per size.
-fn alternated(plan: &Plan, sets: &[(u32, Snapshot, Vec<(String, &str)>)]) -> Vec<f64> {
+fn alternated(plan: &Plan, sets: &[SizedSet]) -> Vec<f64> {
     let mut samples = vec![Vec::new(); sets.len()];
     for round in 0..plan.rounds {
         for k in 0..sets.len() {

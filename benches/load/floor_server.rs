@@ -12,8 +12,8 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use envoy_types::pb::google::rpc::Status;
 use std::net::SocketAddr;
-use tonic::transport::server::TcpIncoming;
 use std::process::ExitCode;
+use tonic::transport::server::TcpIncoming;
 
 struct Floor;
 

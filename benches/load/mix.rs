@@ -9,7 +9,12 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 
 /// Scopes every generated key holds.
-pub const KEY_SCOPES: [&str; 4] = ["health:read", "products:read", "entries:read", "orders:read"];
+pub const KEY_SCOPES: [&str; 4] = [
+    "health:read",
+    "products:read",
+    "entries:read",
+    "orders:read",
+];
 
 /// Routes the allowed requests rotate over; each needs one of [`KEY_SCOPES`].
 const ALLOWED_TARGETS: [&str; 4] = [
@@ -121,7 +126,10 @@ pub fn request(kind: Kind, seq: u64, keys: u32) -> CheckRequest {
         header("accept", "application/json".into()),
         auth,
         header("x-forwarded-proto", "http".into()),
-        header("x-request-id", format!("3f1c9a2e-0b7d-4e55-9c1a-{seq:012x}")),
+        header(
+            "x-request-id",
+            format!("3f1c9a2e-0b7d-4e55-9c1a-{seq:012x}"),
+        ),
     ];
     CheckRequest {
         attributes: Some(AttributeContext {

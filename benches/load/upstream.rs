@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 async fn answer() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], "{\"ok\":true}")
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"ok\":true}",
+    )
 }
 
 #[tokio::main]
