@@ -4,8 +4,11 @@
 //!   built-in route table, token digest, credential lookup, scope check) against snapshots
 //!   of 10, 10 000 and 1 000 000 managed keys, over a fixed mix of [`MIX`] requests whose
 //!   tokens spread over all keys, so that large sets are read from memory, not cache.
-//! - A summary printed at the end: the same decisions timed round by round, the sizes
-//!   alternated, with the 1M/10 ratio; and `config::load_snapshot` from a managed-keys
+//! - The same against the 1M snapshot with requests from only 64 of its keys (busy agents
+//!   among many idle keys): the lookup is O(1), and what separates the 1M case from the
+//!   10 case is memory latency, not work.
+//! - A summary printed at the end: the same decisions timed round by round, the cases
+//!   alternated, with the ratios to 10 keys; and `config::load_snapshot` from a managed-keys
 //!   file (read, parse, build) for 100 000 and 1 000 000 keys.
 //!
 //! The keys files are the load benchmark's (`benches/load/keys.rs`). Under
@@ -24,6 +27,7 @@ use agents_authz::core::snapshot::Snapshot;
 use criterion::{BenchmarkId, Criterion};
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request targets of the mix; key `i` may read the first four, not the last.
@@ -61,8 +65,15 @@ const SMOKE: Plan = Plan {
     per_round: 100,
 };
 
-/// A key count, its snapshot, and the request mix over its keys (bearer value, path).
-type SizedSet = (u32, Snapshot, Vec<(String, &'static str)>);
+/// A snapshot and a request mix over some of its keys (bearer value, path).
+struct Case {
+    label: String,
+    snapshot: Arc<Snapshot>,
+    requests: Vec<(String, &'static str)>,
+}
+
+/// Keys the "hot" case draws from: a few busy agents among a million keys.
+const HOT_KEYS: u32 = 64;
 
 fn sources(keys_file: &Path) -> ConfigSources {
     ConfigSources {
@@ -80,7 +91,8 @@ fn snapshot(dir: &Path, count: u32) -> Snapshot {
     snapshot
 }
 
-/// [`MIX`] requests: 18 in 20 allowed, one unknown token, one missing scope, over all keys.
+/// [`MIX`] requests: 18 in 20 allowed, one unknown token, one missing scope, with the
+/// tokens of keys 0..`keys`.
 fn mix(keys: u32) -> Vec<(String, &'static str)> {
     (0..MIX)
         .map(|n| {
@@ -117,14 +129,18 @@ fn run_mix(snapshot: &Snapshot, requests: &[(String, &str)], count: u32) -> u32 
     allowed
 }
 
-fn criterion_decide(c: &mut Criterion, sets: &[SizedSet]) {
+fn criterion_decide(c: &mut Criterion, cases: &[Case]) {
     let mut group = c.benchmark_group("scale/decide");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    for (count, snapshot, requests) in sets {
-        let id = BenchmarkId::from_parameter(format!("{count}_keys"));
-        group.bench_function(id, |b| {
+    for Case {
+        label,
+        snapshot,
+        requests,
+    } in cases
+    {
+        group.bench_function(BenchmarkId::from_parameter(label), |b| {
             let mut i = 0usize;
             b.iter(|| {
                 let (auth, path) = &requests[i % requests.len()];
@@ -136,19 +152,19 @@ fn criterion_decide(c: &mut Criterion, sets: &[SizedSet]) {
     group.finish();
 }
 
-/// ns per decision for each size, sizes alternated round by round; median per size.
-fn alternated(plan: &Plan, sets: &[SizedSet]) -> Vec<f64> {
-    let mut samples = vec![Vec::new(); sets.len()];
+/// ns per decision for each case, cases alternated round by round; median per case.
+fn alternated(plan: &Plan, cases: &[Case]) -> Vec<f64> {
+    let mut samples = vec![Vec::new(); cases.len()];
     for round in 0..plan.rounds {
-        for k in 0..sets.len() {
+        for k in 0..cases.len() {
             let k = if round % 2 == 0 {
                 k
             } else {
-                sets.len() - 1 - k
+                cases.len() - 1 - k
             };
-            let (_, snapshot, requests) = &sets[k];
+            let case = &cases[k];
             let started = Instant::now();
-            black_box(run_mix(snapshot, requests, plan.per_round));
+            black_box(run_mix(&case.snapshot, &case.requests, plan.per_round));
             samples[k].push(started.elapsed().as_nanos() as f64 / f64::from(plan.per_round));
         }
     }
@@ -180,35 +196,53 @@ fn build_times(plan: &Plan, dir: &Path) -> Vec<(u32, f64, usize)> {
         .collect()
 }
 
+fn cases(plan: &Plan, dir: &Path) -> Vec<Case> {
+    let mut cases: Vec<Case> = plan
+        .decide_sizes
+        .iter()
+        .map(|&n| Case {
+            label: format!("{n}_keys"),
+            snapshot: Arc::new(snapshot(dir, n)),
+            requests: mix(n),
+        })
+        .collect();
+    let largest = cases.last().expect("sizes").snapshot.clone();
+    let n = plan.decide_sizes[plan.decide_sizes.len() - 1];
+    cases.push(Case {
+        label: format!("{n}_keys_{HOT_KEYS}_active"),
+        snapshot: largest,
+        requests: mix(HOT_KEYS),
+    });
+    cases
+}
+
 fn main() {
     let smoke = std::env::args().any(|a| a == "--test");
     let plan = if smoke { SMOKE } else { MEASURE };
     let dir = tempfile::tempdir().expect("temp dir");
-    let sets: Vec<_> = plan
-        .decide_sizes
-        .iter()
-        .map(|&n| (n, snapshot(dir.path(), n), mix(n)))
-        .collect();
+    let cases = cases(&plan, dir.path());
     let expected = (0..MIX).filter(|&n| mix::Kind::of(n) == mix::Kind::Allowed);
     let expected = expected.count() as u32;
-    for (n, snapshot, requests) in &sets {
-        let allowed = run_mix(snapshot, requests, MIX as u32);
-        assert_eq!(allowed, expected, "{n} keys: allowed requests of the mix");
+    for case in &cases {
+        let allowed = run_mix(&case.snapshot, &case.requests, MIX as u32);
+        assert_eq!(
+            allowed, expected,
+            "{}: allowed requests of the mix",
+            case.label
+        );
     }
     if !smoke {
         let mut c = Criterion::default().configure_from_args();
-        criterion_decide(&mut c, &sets);
+        criterion_decide(&mut c, &cases);
     }
-    let per_decision = alternated(&plan, &sets);
-    println!("scale summary ({} rounds, sizes alternated)", plan.rounds);
-    for ((n, _, _), ns) in sets.iter().zip(&per_decision) {
+    let per_decision = alternated(&plan, &cases);
+    println!("scale summary ({} rounds, cases alternated)", plan.rounds);
+    for (case, ns) in cases.iter().zip(&per_decision) {
         let ratio = ns / per_decision[0];
-        println!(
-            "  decide, {n:>9} keys: {ns:>8.0} ns  ratio to {} keys {ratio:.3}",
-            sets[0].0
-        );
+        let (label, base) = (&case.label, &cases[0].label);
+        println!("  decide, {label:>24}: {ns:>8.0} ns  ratio to {base} {ratio:.3}");
     }
-    drop(sets);
+    drop(cases);
     for (n, secs, loaded) in build_times(&plan, dir.path()) {
         println!("  load_snapshot, {n:>9} keys: {secs:>7.2} s ({loaded} credentials)");
     }
