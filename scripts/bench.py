@@ -48,8 +48,8 @@ MODES = {
 # Extra direct variants of the full mode, to show what each stage costs: allow lines off
 # (denials are still logged), and the rate limiter off as well.
 BREAKDOWN = {
-    "authz-noallowlog": ["--allow-log", "off"],
-    "authz-nolog-nolim": ["--allow-log", "off", "--rate-limit-store", "off"],
+    "authz-noallowlog": {"allow_log": "off"},
+    "authz-nolog-nolim": {"allow_log": "off", "store": "off"},
 }
 CONCURRENCY = 32  # requests in flight, for the generator and for wrk alike
 CONNECTIONS = 2  # gRPC connections of the generator (Envoy opens one per worker: 2)
@@ -120,9 +120,11 @@ class Procs:
                 raise BenchError(f"{name} exited with {child.returncode}:\n{tail}")
 
 
-def wait_until(what, probe, timeout=60.0):
+def wait_until(what, probe, procs, timeout=60.0):
+    """Polls until `probe` holds; fails at once if one of our processes has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        procs.check_alive()
         if probe():
             return
         time.sleep(0.05)
@@ -151,7 +153,7 @@ def http_ok(url):
 def start_floor(procs):
     port = free_port()
     child = procs.start("floor", [str(EXAMPLES / "floor_server"), f"127.0.0.1:{port}"])
-    wait_until("floor server", lambda: tcp_open(port))
+    wait_until("floor server", lambda: tcp_open(port), procs)
     return child, port
 
 
@@ -165,7 +167,7 @@ def authz_env():
     }
 
 
-def start_authz(procs, name, keys_file, log_path, extra=()):
+def start_authz(procs, name, keys_file, log_path, allow_log="info", store="memory"):
     grpc, http, admin = free_port(), free_port(), free_port()
     argv = [
         str(SERVICE), "serve",
@@ -173,21 +175,21 @@ def start_authz(procs, name, keys_file, log_path, extra=()):
         "--http-addr", f"127.0.0.1:{http}",
         "--admin-addr", f"127.0.0.1:{admin}",
         "--managed-keys", str(keys_file),
-        "--rate-limit-store", "memory",
-        "--allow-log", "info",
+        "--rate-limit-store", store,
+        "--allow-log", allow_log,
         "--watch", "off",
-    ] + list(extra)  # fmt: skip
+    ]  # fmt: skip
     # Decision logs go to a file opened for appending, truncated between rounds.
     started = time.monotonic()
     child = procs.start(name, argv, env=authz_env(), stdout=open(log_path, "ab"))
-    wait_until(f"{name} /readyz", lambda: http_ok(f"http://127.0.0.1:{admin}/readyz"), 300)
+    wait_until(f"{name} /readyz", lambda: http_ok(f"http://127.0.0.1:{admin}/readyz"), procs, 300)
     return child, grpc, time.monotonic() - started
 
 
 def start_upstream(procs):
     port = free_port()
     procs.start("upstream", [str(EXAMPLES / "bench_upstream"), f"127.0.0.1:{port}"])
-    wait_until("upstream", lambda: tcp_open(port))
+    wait_until("upstream", lambda: tcp_open(port), procs)
     return port
 
 
@@ -303,7 +305,7 @@ def start_envoy(procs, workdir, name, upstream, auth_filter=None, authz_port=Non
     argv = [envoy, "-c", str(cfg), "--concurrency", str(ENVOY_WORKERS), "--log-level", "warn",
             "--disable-hot-restart"]  # fmt: skip
     procs.start(name, argv)
-    wait_until(f"{name}", lambda: http_ok(f"http://127.0.0.1:{admin}/ready"))
+    wait_until(name, lambda: http_ok(f"http://127.0.0.1:{admin}/ready"), procs)
     return edge
 
 
@@ -408,7 +410,8 @@ def direct_section(procs, workdir, mode, keys_file):
     servers = {"floor": (floor, floor_port, False), "agents-authz": (authz, authz_port, True)}
     if mode["breakdown"]:
         for name, extra in BREAKDOWN.items():
-            child, port, _ = start_authz(procs, name, keys_file, workdir / f"{name}.log", extra)
+            log_file = workdir / f"{name}.log"
+            child, port, _ = start_authz(procs, name, keys_file, log_file, **extra)
             servers[name] = (child, port, True)
 
     def measure(name):
