@@ -217,7 +217,10 @@ fn cases(plan: &Plan, dir: &Path) -> Vec<Case> {
 }
 
 fn main() {
-    let smoke = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing (or --test).
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let smoke = !has("--bench") || has("--test");
     let plan = if smoke { SMOKE } else { MEASURE };
     let dir = tempfile::tempdir().expect("temp dir");
     let cases = cases(&plan, dir.path());
