@@ -217,10 +217,11 @@ fn cases(plan: &Plan, dir: &Path) -> Vec<Case> {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing (or --test).
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing (or --test),
+    // and `--list` must not take minutes.
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
-    let smoke = !has("--bench") || has("--test");
+    let smoke = !has("--bench") || has("--test") || has("--list");
     let plan = if smoke { SMOKE } else { MEASURE };
     let dir = tempfile::tempdir().expect("temp dir");
     let cases = cases(&plan, dir.path());
