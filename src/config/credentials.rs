@@ -9,8 +9,9 @@ use crate::core::scopes::{FeatureFlags, Grant, GrantedScopes, WILDCARD, normaliz
 use crate::core::warning::ConfigWarning;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -45,7 +46,8 @@ struct Candidate {
     id: String,
     source: CredentialSource,
     digest: TokenDigest,
-    scopes: Option<Vec<String>>,
+    /// Shared between candidates with the same list (see `CredentialBuilder::intern`).
+    scopes: Option<Arc<[String]>>,
     allowlist: IpAllowlist,
     expires_at: Option<i64>,
     paused: bool,
@@ -55,6 +57,9 @@ struct Candidate {
 /// Collects credentials from every source, then merges them.
 pub struct CredentialBuilder {
     candidates: Vec<Candidate>,
+    /// Each distinct scope list once: managed keys mostly share a few lists, and a million
+    /// keys must not hold a million copies.
+    scope_lists: HashSet<Arc<[String]>>,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -68,6 +73,7 @@ impl CredentialBuilder {
     pub fn new() -> Self {
         Self {
             candidates: Vec::new(),
+            scope_lists: HashSet::new(),
             warnings: Vec::new(),
         }
     }
@@ -84,15 +90,31 @@ impl CredentialBuilder {
             _ => return Err("expected a list, or an object with a \"credentials\" list".into()),
         };
         for (i, entry) in list.iter().enumerate() {
-            let at = format!("entry {}", i + 1);
-            match self.managed_entry(source_name, entry, i + 1) {
-                Ok(c) => self.candidates.push(c),
-                Err(reason) => self
-                    .warnings
-                    .push(ConfigWarning::new(source_name, format!("{reason}; key skipped")).at(at)),
-            }
+            self.add_managed_entry(source_name, i + 1, entry);
         }
         Ok(())
+    }
+
+    /// One entry of a managed-keys document, at its 1-based `position`; a bad entry is
+    /// skipped with a warning.
+    pub fn add_managed_entry(&mut self, source_name: &str, position: usize, entry: &Value) {
+        match self.managed_entry(source_name, entry, position) {
+            Ok(c) => self.candidates.push(c),
+            Err(reason) => self.warnings.push(
+                ConfigWarning::new(source_name, format!("{reason}; key skipped"))
+                    .at(format!("entry {position}")),
+            ),
+        }
+    }
+
+    fn intern(&mut self, scopes: Option<Vec<String>>) -> Option<Arc<[String]>> {
+        let scopes = scopes?;
+        if let Some(shared) = self.scope_lists.get(scopes.as_slice()) {
+            return Some(shared.clone());
+        }
+        let shared: Arc<[String]> = scopes.into();
+        self.scope_lists.insert(shared.clone());
+        Some(shared)
     }
 
     fn managed_entry(
@@ -106,6 +128,7 @@ impl CredentialBuilder {
         let hash = optional_str(obj, "tokenHash")?.ok_or("tokenHash is missing")?;
         let digest = parse_token_hash(hash)?;
         let scopes = parse_scopes(obj.get("scopes")).map_err(|e| format!("scopes {e}"))?;
+        let scopes = self.intern(scopes);
         let allowlist = self.parse_allowlist(source_name, &id, obj.get("ipAllowlist"))?;
         let expires_at = match optional_str(obj, "expiresAt")? {
             None => None,
@@ -233,8 +256,10 @@ impl CredentialBuilder {
         default_scopes: &[String],
         flags: FeatureFlags,
     ) -> (Vec<Credential>, Vec<ConfigWarning>) {
-        let mut seen = HashSet::new();
-        let mut ids = HashSet::new();
+        let mut seen = HashSet::with_capacity(self.candidates.len());
+        // Credentials with the same scope list share one resolved grant.
+        let default_grant = GrantedScopes::resolve(default_scopes, flags);
+        let mut grants: HashMap<Arc<[String]>, GrantedScopes> = HashMap::new();
         let mut out = Vec::with_capacity(self.candidates.len());
         for c in std::mem::take(&mut self.candidates) {
             if !seen.insert(c.digest) {
@@ -247,15 +272,6 @@ impl CredentialBuilder {
                 );
                 continue;
             }
-            if !ids.insert(c.id.clone()) {
-                self.warnings.push(
-                    ConfigWarning::new(
-                        c.source.as_str(),
-                        "id is used by an earlier credential; logs cannot tell them apart",
-                    )
-                    .at(&c.id),
-                );
-            }
             let scopes = c.scopes.as_deref().unwrap_or(default_scopes);
             if scopes.iter().any(|s| s == WILDCARD) {
                 self.warnings.push(
@@ -266,21 +282,47 @@ impl CredentialBuilder {
                     .at(&c.id),
                 );
             }
+            let grant = match &c.scopes {
+                None => default_grant.clone(),
+                Some(list) => grants
+                    .entry(list.clone())
+                    .or_insert_with(|| GrantedScopes::resolve(list, flags))
+                    .clone(),
+            };
             let d = c.digest;
             out.push(Credential {
                 id: c.id.into(),
                 source: c.source,
                 digest: d,
                 fingerprint: fingerprint(&d).into(),
-                grant: Grant::Scopes(GrantedScopes::resolve(scopes, flags)),
+                grant: Grant::Scopes(grant),
                 allowlist: c.allowlist,
                 expires_at: c.expires_at,
                 paused: c.paused,
                 revoked: c.revoked,
             });
         }
+        self.warnings.extend(duplicate_ids(&out));
         (out, self.warnings)
     }
+}
+
+/// One warning per credential whose id an earlier one already uses. Borrows the ids
+/// rather than copying them: with a million keys the copies would outlive the build as
+/// heap fragments.
+fn duplicate_ids(credentials: &[Credential]) -> Vec<ConfigWarning> {
+    let mut ids = HashSet::with_capacity(credentials.len());
+    credentials
+        .iter()
+        .filter(|c| !ids.insert(&*c.id))
+        .map(|c| {
+            ConfigWarning::new(
+                c.source.as_str(),
+                "id is used by an earlier credential; logs cannot tell them apart",
+            )
+            .at(&*c.id)
+        })
+        .collect()
 }
 
 fn json_set_entry(key: Option<&str>, entry: &Value, position: usize) -> Result<Candidate, String> {
@@ -304,7 +346,9 @@ fn json_set_entry(key: Option<&str>, entry: &Value, position: usize) -> Result<C
         id: normalize_id(raw_id, position),
         source: CredentialSource::EnvJson,
         digest: digest(token),
-        scopes: parse_scopes(obj.get("scopes")).map_err(|e| format!("scopes {e}"))?,
+        scopes: parse_scopes(obj.get("scopes"))
+            .map_err(|e| format!("scopes {e}"))?
+            .map(Arc::from),
         allowlist: IpAllowlist::Any,
         expires_at: None,
         paused: false,

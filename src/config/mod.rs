@@ -2,6 +2,7 @@
 //! file, combined into one [`Snapshot`]. The only I/O here is reading those files.
 
 pub mod credentials;
+pub mod managed_stream;
 pub mod routes_file;
 
 use crate::core::credentials::CredentialSet;
@@ -9,6 +10,7 @@ use crate::core::posture::{EnvSource, Posture};
 use crate::core::scopes::{SAFE_DEFAULT_SCOPES, normalize};
 use crate::core::snapshot::Snapshot;
 use credentials::{CREDENTIALS_VAR, CredentialBuilder, LEGACY_TOKEN_VAR, TOKEN_SCOPES_VAR};
+use managed_stream::StreamError;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,29 +70,71 @@ impl ConfigSources {
 /// Reads every source and builds a complete snapshot, or fails without side effects.
 pub fn load_snapshot(sources: &ConfigSources, version: u64) -> Result<Snapshot, ConfigError> {
     let env = effective_env(sources)?;
-    let managed = match &sources.managed_keys {
-        Some(path) => Some((path.display().to_string(), read_json("managed-keys", path)?)),
-        None => sources
-            .inline_managed_keys
-            .clone()
-            .map(|v| ("inline managed keys".to_string(), v)),
-    };
     let routes = match &sources.routes {
         Some(path) => Some((path.clone(), read_json("routes", path)?)),
         None => None,
     };
-    build_snapshot(
-        &env,
-        managed.as_ref().map(|(n, v)| (n.as_str(), v)),
-        routes.as_ref(),
-        version,
-    )
+    let text;
+    let managed = match (&sources.managed_keys, &sources.inline_managed_keys) {
+        (Some(path), _) => {
+            text = read_text("managed-keys", path)?;
+            Managed::File(path, &text)
+        }
+        (None, Some(doc)) => Managed::Doc("inline managed keys", doc),
+        (None, None) => Managed::None,
+    };
+    assemble(&env, managed, routes.as_ref(), version)
+}
+
+/// Where the managed keys come from.
+enum Managed<'a> {
+    None,
+    /// An already parsed document, named for warnings.
+    Doc(&'a str, &'a Value),
+    /// A file's text, read entry by entry (see [`managed_stream`]).
+    File(&'a Path, &'a str),
+}
+
+fn add_managed(builder: &mut CredentialBuilder, managed: Managed<'_>) -> Result<(), ConfigError> {
+    let shape = |path: &Path, reason: String| ConfigError::Shape {
+        kind: "managed-keys",
+        path: path.to_path_buf(),
+        reason,
+    };
+    match managed {
+        Managed::None => Ok(()),
+        Managed::Doc(name, doc) => builder
+            .add_managed(name, doc)
+            .map_err(|reason| shape(Path::new(name), reason)),
+        Managed::File(path, text) => {
+            let name = path.display().to_string();
+            managed_stream::add_managed(builder, &name, text).map_err(|e| match e {
+                StreamError::Shape => shape(path, managed_stream::SHAPE.into()),
+                StreamError::Syntax { line, column } => ConfigError::Json {
+                    kind: "managed-keys",
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                },
+            })
+        }
+    }
 }
 
 /// Builds a snapshot from already-read inputs. Pure apart from what it is given.
 pub fn build_snapshot(
     env: &impl EnvSource,
     managed: Option<(&str, &Value)>,
+    routes: Option<&(PathBuf, Value)>,
+    version: u64,
+) -> Result<Snapshot, ConfigError> {
+    let managed = managed.map_or(Managed::None, |(name, doc)| Managed::Doc(name, doc));
+    assemble(env, managed, routes, version)
+}
+
+fn assemble(
+    env: &impl EnvSource,
+    managed: Managed<'_>,
     routes: Option<&(PathBuf, Value)>,
     version: u64,
 ) -> Result<Snapshot, ConfigError> {
@@ -103,15 +147,7 @@ pub fn build_snapshot(
     };
 
     let mut builder = CredentialBuilder::new();
-    if let Some((name, doc)) = managed {
-        builder
-            .add_managed(name, doc)
-            .map_err(|reason| ConfigError::Shape {
-                kind: "managed-keys",
-                path: PathBuf::from(name),
-                reason,
-            })?;
-    }
+    add_managed(&mut builder, managed)?;
     if let Some(raw) = env.get(CREDENTIALS_VAR).filter(|v| !v.trim().is_empty()) {
         builder.add_json_set(raw);
     }
@@ -202,12 +238,16 @@ fn describe_dotenv_error(e: &dotenvy::Error, text: &str) -> String {
     )
 }
 
-fn read_json(kind: &'static str, path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+fn read_text(kind: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         kind,
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+fn read_json(kind: &'static str, path: &Path) -> Result<Value, ConfigError> {
+    let text = read_text(kind, path)?;
     serde_json::from_str(&text).map_err(|e| ConfigError::Json {
         kind,
         path: path.to_path_buf(),

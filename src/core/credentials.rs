@@ -113,20 +113,32 @@ pub enum AuthFailure {
 #[derive(Debug, Default)]
 pub struct CredentialSet {
     entries: Vec<Credential>,
-    by_prefix: HashMap<u64, Vec<u32>>,
+    /// The entry with a digest prefix. One index per key, no allocation per key: with a
+    /// million keys a `Vec` per prefix cost about 60 MB.
+    by_prefix: HashMap<u64, u32>,
+    /// Prefixes several entries share (possible, though never seen with SHA-256 digests).
+    shared: HashMap<u64, Vec<u32>>,
 }
 
 impl CredentialSet {
     /// Builds the set; entries must already be de-duplicated by digest.
     pub fn new(entries: Vec<Credential>) -> Self {
-        let mut by_prefix: HashMap<u64, Vec<u32>> = HashMap::with_capacity(entries.len());
+        let mut by_prefix: HashMap<u64, u32> = HashMap::with_capacity(entries.len());
+        let mut shared: HashMap<u64, Vec<u32>> = HashMap::new();
         for (i, c) in entries.iter().enumerate() {
-            by_prefix
-                .entry(prefix(&c.digest))
-                .or_default()
-                .push(i as u32);
+            let p = prefix(&c.digest);
+            if let Some(list) = shared.get_mut(&p) {
+                list.push(i as u32);
+            } else if let Some(first) = by_prefix.insert(p, i as u32) {
+                by_prefix.remove(&p);
+                shared.insert(p, vec![first, i as u32]);
+            }
         }
-        Self { entries, by_prefix }
+        Self {
+            entries,
+            by_prefix,
+            shared,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -171,7 +183,11 @@ impl CredentialSet {
     /// The hash map narrows by a non-secret-dependent amount of work to the few
     /// candidates sharing a digest prefix; the full digest is compared in constant time.
     fn find(&self, presented: &TokenDigest) -> Option<&Credential> {
-        let candidates = self.by_prefix.get(&prefix(presented))?;
+        let p = prefix(presented);
+        let candidates = match self.by_prefix.get(&p) {
+            Some(i) => std::slice::from_ref(i),
+            None => self.shared.get(&p)?.as_slice(),
+        };
         candidates
             .iter()
             .map(|&i| &self.entries[i as usize])
@@ -237,6 +253,26 @@ mod tests {
             set.authenticate("tok-c", None, 0).unwrap_err(),
             AuthFailure::UnknownToken
         );
+    }
+
+    #[test]
+    fn keys_sharing_a_digest_prefix_are_told_apart_by_the_full_digest() {
+        let a = credential("a", "token-a");
+        let mut b = credential("b", "token-b");
+        b.digest = a.digest;
+        b.digest[31] ^= 1;
+        let mut c = credential("c", "token-c");
+        c.digest = a.digest;
+        c.digest[30] ^= 1;
+        let d = credential("d", "token-d");
+        let digests = [a.digest, b.digest, c.digest, d.digest];
+        let set = CredentialSet::new(vec![a, b, c, d]);
+        for (digest, id) in digests.iter().zip(["a", "b", "c", "d"]) {
+            assert_eq!(set.find(digest).map(|c| &*c.id), Some(id));
+        }
+        let mut stranger = digests[0];
+        stranger[29] ^= 1;
+        assert!(set.find(&stranger).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Scope names: normalisation, the catalogue, aliases and feature-flag gating (spec section 3).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Feature flags that gate scopes and routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,10 +156,11 @@ pub enum Grant {
 }
 
 /// A sorted, de-duplicated scope list with its header form precomputed for the hot path.
+/// Clones share the lists: a million keys with the same scopes hold them once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantedScopes {
-    sorted: Box<[Box<str>]>,
-    joined: Box<str>,
+    sorted: Arc<[Box<str>]>,
+    joined: Arc<str>,
 }
 
 impl GrantedScopes {
@@ -179,8 +181,8 @@ impl GrantedScopes {
                 }
             }
         }
-        let sorted: Box<[Box<str>]> = set.into_iter().map(Box::from).collect();
-        let joined = sorted.join(" ").into_boxed_str();
+        let sorted: Arc<[Box<str>]> = set.into_iter().map(Box::from).collect();
+        let joined = Arc::from(sorted.join(" "));
         Self { sorted, joined }
     }
 
