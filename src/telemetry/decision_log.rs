@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::Level;
 
+use super::decision_line::DecisionLines;
 use super::redact::redact_api_token;
 
 /// The `tracing` target of every decision line.
 pub const DECISION_TARGET: &str = "agents_authz::decision";
 
-/// The message of every decision line (kept in step with the literal in [`emit`]).
+/// The message of every decision line (kept in step with the literal in [`emit_event`]).
 pub const DECISION_MESSAGE: &str = "check decision";
 
 /// Paths longer than this are cut (after redaction) so one request cannot blow up a line.
@@ -182,14 +183,27 @@ impl DecisionLog {
     }
 }
 
-/// Emits the record as one info event on [`DECISION_TARGET`], with no sampling.
+/// Emits the record as one info line on [`DECISION_TARGET`], with no sampling.
+///
+/// Under the subscriber of [`json_subscriber`](super::logging::json_subscriber) the line is
+/// written by its [`DecisionLines`] layer; under any other subscriber it is a tracing event
+/// with the same fields, formatted by that subscriber.
 pub fn emit(record: &DecisionRecord<'_>) {
-    // Skip the redaction work when nobody listens to this target.
+    // Skip the redaction work when nobody listens to this target. This also applies the
+    // filter directives (`RUST_LOG`), so `agents_authz::decision=off` stops the lines.
     if !tracing::enabled!(target: DECISION_TARGET, Level::INFO) {
         return;
     }
     let redacted = redact_api_token(record.path);
     let path = truncate(&redacted, MAX_LOGGED_PATH_BYTES);
+    tracing::dispatcher::get_default(|dispatch| match dispatch.downcast_ref::<DecisionLines>() {
+        Some(lines) => lines.write(record, path),
+        None => emit_event(record, path),
+    });
+}
+
+/// The record as a tracing event, for subscribers without a [`DecisionLines`] layer.
+pub(crate) fn emit_event(record: &DecisionRecord<'_>, path: &str) {
     tracing::info!(
         target: DECISION_TARGET,
         decision = record.decision.as_str(),

@@ -14,6 +14,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 use tracing_subscriber::{Layer, fmt};
 
+use super::decision_line::DecisionLines;
 use super::decision_log::DECISION_TARGET;
 
 /// Filter used when neither the config nor `RUST_LOG` gives one.
@@ -111,19 +112,15 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, LogInitError> {
 
 /// The subscriber [`init_logging`] installs, over any writer (tests pass a buffer).
 ///
-/// Two JSON layers share the writer. Decision lines carry only their own fields, so
-/// their schema stays fixed whatever spans the caller has open; all other events also
-/// get the current span's fields. Both put event fields at the top level of the line.
+/// Two layers share the writer. Decision lines are written by [`DecisionLines`] from the
+/// record's fields only, so their schema stays fixed whatever spans the caller has open;
+/// all other events go through the JSON layer, with the current span's fields. Both put
+/// event fields at the top level of the line.
 pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
-    let decisions = fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_writer(writer.clone())
+    let decisions = DecisionLines::new(writer.clone())
         .with_filter(filter_fn(|meta| meta.target() == DECISION_TARGET));
     let general = fmt::layer()
         .json()

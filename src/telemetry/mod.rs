@@ -2,6 +2,7 @@
 //! shutdown signal. Nothing here depends on the decision core; the Check handler hands
 //! over plain facts.
 
+pub mod decision_line;
 pub mod decision_log;
 pub mod logging;
 pub mod metrics;

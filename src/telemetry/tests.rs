@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use super::decision_log::{
     AllowLogMode, DECISION_MESSAGE, DECISION_TARGET, DecisionLog, DecisionRecord, ScopeList,
-    Verdict,
+    Verdict, emit_event,
 };
 use super::logging::{json_subscriber, parse_filter};
 
@@ -244,4 +244,76 @@ fn the_filter_can_silence_decisions() {
     let lines = sink.lines();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["message"], "kept");
+}
+
+/// The record through the generic JSON layer, configured as the decision layer was before
+/// the fixed-schema writer replaced it.
+fn generic_json_line(record: &DecisionRecord<'_>, path: &str) -> String {
+    let sink = Capture::default();
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(sink.clone());
+    let subscriber =
+        tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
+    tracing::subscriber::with_default(subscriber, || emit_event(record, path));
+    sink.text()
+}
+
+fn without_timestamp(line: &str) -> (String, String) {
+    let value: Value = serde_json::from_str(line).unwrap();
+    let stamp = value["timestamp"].as_str().unwrap().to_owned();
+    (line.replacen(&stamp, "T", 1), stamp)
+}
+
+#[test]
+fn fixed_schema_lines_equal_the_generic_json_lines() {
+    let hostile = "/agents/v1/a\"b\\c\u{1}\n\t\u{7f}é?x=\"}{&apiToken=tok-x";
+    let any_of: [Box<str>; 2] = ["syncstate:read".into(), "q\"x:read".into()];
+    let mut allow = allowed(hostile);
+    allow.request_id = "id-\"quoted\"\r\n\u{0}";
+    allow.http_method = "GE\"T";
+    allow.required_scopes = Some(ScopeList::AnyOf(&any_of));
+    allow.client_ip = Some("2001:db8::1".parse().unwrap());
+    let deny = denied(hostile);
+    for record in [&allow, &deny] {
+        let new = capture("info", || DecisionLog::default().emit(record)).text();
+        let path = "/agents/v1/a\"b\\c\u{1}\n\t\u{7f}é?x=\"}{&apiToken=REDACTED";
+        let old = generic_json_line(record, path);
+        let (new_line, stamp) = without_timestamp(&new);
+        let (old_line, _) = without_timestamp(&old);
+        assert_eq!(new_line, old_line);
+        assert_eq!(stamp.len(), "2026-12-03T18:23:16.278177Z".len(), "{stamp}");
+        let parsed: Value = serde_json::from_str(&new).unwrap();
+        assert_eq!(parsed["http.path"], path);
+        assert_eq!(parsed["request.id"], record.request_id);
+    }
+}
+
+#[test]
+fn dropped_lines_are_counted() {
+    struct Stuck;
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let (writer, _guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(1)
+        .finish(Stuck);
+    let dropped = writer.error_counter();
+    let subscriber = json_subscriber(parse_filter(Some("info")).unwrap(), writer);
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..10 {
+            DecisionLog::default().emit(&denied("/x"));
+        }
+    });
+    assert!(dropped.dropped_lines() >= 5, "{}", dropped.dropped_lines());
 }
