@@ -19,11 +19,14 @@ use super::decision_log::{DECISION_MESSAGE, DECISION_TARGET, DecisionRecord, Sco
 /// A per-thread buffer that grew past this (a long escaped path) is given back after use.
 const KEPT_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Takes one finished line; wraps the subscriber's writer.
+type LineSink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// The decision lines' writer, installed as a layer so `emit` can find it on the current
 /// subscriber by downcasting. The layer itself ignores events: `emit` hands it finished
 /// records and never fires a tracing event while it is present.
 pub struct DecisionLines {
-    sink: Box<dyn Fn(&[u8]) + Send + Sync>,
+    sink: LineSink,
 }
 
 impl DecisionLines {

@@ -5,6 +5,8 @@
 //! never waited for, and the writer counts it; `Metrics::track_dropped_log_lines` turns
 //! that count into `agents_authz_decision_log_dropped_lines_total`.
 
+use std::io::BufWriter;
+
 use tracing::Subscriber;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -22,6 +24,12 @@ pub const DEFAULT_FILTER: &str = "info";
 
 /// Default number of lines the writer queues before dropping.
 pub const DEFAULT_BUFFERED_LINES: usize = 16_384;
+
+/// The writer thread's stdout buffer. The thread writes every queued line, then flushes
+/// once the queue is empty, so under load one `write` carries many lines instead of one
+/// (stdout alone flushes at every newline), and a quiet service still flushes each line
+/// as soon as it is written.
+const STDOUT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How logging is set up.
 #[derive(Debug, Clone)]
@@ -101,7 +109,10 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, LogInitError> {
         .lossy(true)
         .buffered_lines_limit(config.buffered_lines.max(1))
         .thread_name("agents-authz-log")
-        .finish(std::io::stdout());
+        .finish(BufWriter::with_capacity(
+            STDOUT_BUFFER_BYTES,
+            std::io::stdout(),
+        ));
     let dropped = writer.error_counter();
     json_subscriber(filter, writer).try_init()?;
     Ok(LogGuard {
