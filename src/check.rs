@@ -1,8 +1,8 @@
 //! `agents-authz check`: load the configuration exactly as `serve` does, and report it.
 //!
 //! An *error* is anything that makes `serve` refuse to start: a managed-keys, routes or
-//! env file that cannot be read or parsed as a whole, or an unusable
-//! `--rate-limit-store`. A *warning* is a problem `serve` starts with: the posture's
+//! env file that cannot be read or parsed as a whole, an unusable `--rate-limit-store`,
+//! or a `RUST_LOG` filter that does not parse. A *warning* is a problem `serve` starts with: the posture's
 //! warnings (invalid profile or boolean, token enforcement off, query tokens on, no
 //! credential while one is required) and entries skipped in a file. Exit codes: 0 clean,
 //! 1 warnings under `--strict`, 2 errors.
@@ -15,6 +15,8 @@ use crate::core::warning::ConfigWarning;
 use crate::error_chain::error_chain;
 use crate::ratelimit::RateLimiter;
 use crate::report::{PostureReport, posture};
+use crate::telemetry::LogConfig;
+use crate::telemetry::logging::parse_filter;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -110,6 +112,9 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     if let Err(e) = RateLimiter::from_spec(&args.serve.rate_limit_store) {
         errors.push(format!("--rate-limit-store: {e}"));
     }
+    if let Err(e) = parse_filter(LogConfig::from_env().filter.as_deref()) {
+        errors.push(format!("RUST_LOG: {e}"));
+    }
     let report = report(loaded.as_ref().map_err(Clone::clone), errors);
     if args.json {
         println!(
@@ -148,12 +153,16 @@ pub fn render(r: &CheckReport<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "result: {} ({} errors, {} warnings)",
+        "result: {} ({}, {})",
         r.result,
-        r.errors.len(),
-        r.warnings.len()
+        count(r.errors.len(), "error"),
+        count(r.warnings.len(), "warning")
     );
     out
+}
+
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 fn render_posture(out: &mut String, p: &PostureReport<'_>) {

@@ -345,6 +345,14 @@ fn check_exit_codes_and_json() {
     let bad_store = run(&["check", "--rate-limit-store", "x"]);
     assert_eq!(bad_store.status.code(), Some(2));
     assert!(stdout(&bad_store).contains("error: --rate-limit-store"));
+    let bad_filter = Command::new(BIN)
+        .arg("check")
+        .env_clear()
+        .env("RUST_LOG", "agents_authz=loud")
+        .output()
+        .unwrap();
+    assert_eq!(bad_filter.status.code(), Some(2));
+    assert!(stdout(&bad_filter).contains("error: RUST_LOG: invalid log filter"));
 }
 
 /// Polls the service until `token` is allowed (or refused, with `want` false).
