@@ -3,9 +3,10 @@
 //! `rotate`; everything else goes to stderr, so `TOKEN=$(agents-authz keys create ...)`
 //! captures the token alone.
 
-use super::edit::{self, Expiry, KeyUpdate, NewKey, Outcome};
+use super::document::KeyDocument;
+use super::edit::{self, EditError, Expiry, KeyUpdate, NewKey, Outcome};
 use super::status::status;
-use super::store::{Edited, KeyFile, KeysError};
+use super::store::{KeyFile, KeysError};
 use super::token::{self, Token};
 use crate::cli::{KeysArgs, KeysCommand};
 use crate::core::credentials::fingerprint;
@@ -52,51 +53,65 @@ fn dispatch(file: &KeyFile, command: &KeysCommand, now: OffsetDateTime) -> Resul
             };
             create(file, &key, now)
         }
-        KeysCommand::Update {
-            id,
-            scopes,
-            allow_unknown_scopes,
-            expires_in,
-            no_expiry,
-            ips,
-            clear_ip,
-        } => {
-            let change = KeyUpdate {
-                scopes: scopes.clone(),
-                expiry: expires_in
-                    .map(Expiry::InDays)
-                    .or(no_expiry.then_some(Expiry::Never)),
-                ip_allowlist: ips.clone().or(clear_ip.then(Vec::new)),
-                allow_unknown_scopes: *allow_unknown_scopes,
-            };
-            let id = lookup_id(id);
-            let done = file.edit(false, |doc| edit::update(doc, &id, &change, now))?;
-            report(file, &id, "updated", done)
+        KeysCommand::Update { id, .. } => {
+            let update = key_update(command);
+            change(file, id, "updated", |doc, id| {
+                edit::update(doc, id, &update, now)
+            })
         }
         KeysCommand::Rotate { id } => rotate(file, &lookup_id(id), now),
         KeysCommand::Revoke { id } => {
-            let id = lookup_id(id);
-            let done = file.edit(false, |doc| edit::revoke(doc, &id, now))?;
-            report(file, &id, "revoked", done)
+            change(file, id, "revoked", |doc, id| edit::revoke(doc, id, now))
         }
         KeysCommand::Pause { id } => {
-            let id = lookup_id(id);
-            let done = file.edit(false, |doc| edit::pause(doc, &id, now))?;
-            report(file, &id, "paused", done)
+            change(file, id, "paused", |doc, id| edit::pause(doc, id, now))
         }
-        KeysCommand::Resume { id } => {
-            let id = lookup_id(id);
-            let done = file.edit(false, |doc| edit::resume(doc, &id))?;
-            report(file, &id, "resumed", done)
-        }
-        KeysCommand::Delete { id } => {
-            let id = lookup_id(id);
-            let done = file.edit(false, |doc| {
-                edit::delete(doc, &id).map(|_| Outcome::Changed)
-            })?;
-            report(file, &id, "deleted", done)
-        }
+        KeysCommand::Resume { id } => change(file, id, "resumed", edit::resume),
+        KeysCommand::Delete { id } => change(file, id, "deleted", |doc, id| {
+            edit::delete(doc, id).map(|_| Outcome::Changed)
+        }),
     }
+}
+
+/// The fields `keys update` was given; `KeyUpdate::default()` for any other command.
+fn key_update(command: &KeysCommand) -> KeyUpdate {
+    let KeysCommand::Update {
+        scopes,
+        allow_unknown_scopes,
+        expires_in,
+        no_expiry,
+        ips,
+        clear_ip,
+        ..
+    } = command
+    else {
+        return KeyUpdate::default();
+    };
+    KeyUpdate {
+        scopes: scopes.clone(),
+        expiry: expires_in
+            .map(Expiry::InDays)
+            .or(no_expiry.then_some(Expiry::Never)),
+        ip_allowlist: ips.clone().or(clear_ip.then(Vec::new)),
+        allow_unknown_scopes: *allow_unknown_scopes,
+    }
+}
+
+/// Runs one edit on the key `raw_id` names and says what happened, on stderr.
+fn change(
+    file: &KeyFile,
+    raw_id: &str,
+    verb: &str,
+    edit: impl FnOnce(&mut KeyDocument, &str) -> Result<Outcome, EditError>,
+) -> Result<(), KeysError> {
+    let id = lookup_id(raw_id);
+    let done = file.edit(false, |doc| edit(doc, &id))?;
+    show_warnings(&done.warnings);
+    match done.value {
+        Outcome::Changed => eprintln!("{verb} key {id:?} in {}", file.path().display()),
+        Outcome::AlreadySo(why) => eprintln!("key {id:?} {why}; the file is unchanged"),
+    }
+    Ok(())
 }
 
 /// Ids on the command line are looked up as the loader names them, so `Ops-Bot` finds
@@ -149,15 +164,6 @@ fn rotate(file: &KeyFile, id: &str, now: OffsetDateTime) -> Result<(), KeysError
 /// The only place a token is written anywhere: one line on stdout.
 fn hand_over(token: &Token) {
     println!("{}", token.expose());
-}
-
-fn report(file: &KeyFile, id: &str, verb: &str, done: Edited<Outcome>) -> Result<(), KeysError> {
-    show_warnings(&done.warnings);
-    match done.value {
-        Outcome::Changed => eprintln!("{verb} key {id:?} in {}", file.path().display()),
-        Outcome::AlreadySo(why) => eprintln!("key {id:?} {why}; the file is unchanged"),
-    }
-    Ok(())
 }
 
 fn show_warnings(warnings: &[ConfigWarning]) {
