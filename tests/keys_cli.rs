@@ -28,12 +28,8 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("agents-authz starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A command that does not read stdin may have exited already: a closed pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().expect("agents-authz ends")
 }
 
@@ -223,6 +219,13 @@ fn refusals_leave_the_file_as_it_was() {
             "{args:?} changed the file"
         );
     }
+}
+
+#[test]
+fn keys_without_a_file_says_how_to_name_one() {
+    let out = run(&["keys", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--file FILE or set AGENTS_AUTHZ_MANAGED_KEYS"));
 }
 
 #[test]
