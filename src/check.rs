@@ -2,10 +2,10 @@
 //!
 //! An *error* is anything that makes `serve` refuse to start: a managed-keys, routes or
 //! env file that cannot be read or parsed as a whole, an unusable `--rate-limit-store`,
-//! or a `RUST_LOG` filter that does not parse. A *warning* is a problem `serve` starts with: the posture's
-//! warnings (invalid profile or boolean, token enforcement off, query tokens on, no
-//! credential while one is required) and entries skipped in a file. Exit codes: 0 clean,
-//! 1 warnings under `--strict`, 2 errors.
+//! or a `RUST_LOG` filter that does not parse. A *warning* is a problem `serve` starts
+//! with: the posture's warnings (invalid profile or boolean, token enforcement off, query
+//! tokens on, no credential while one is required) and entries skipped in a file. Exit
+//! codes: 0 clean, 1 warnings under `--strict`, 2 errors.
 
 use crate::cli::CheckArgs;
 use crate::config::load_snapshot;
@@ -136,7 +136,8 @@ pub fn render(r: &CheckReport<'_>) -> String {
     if let Some(routes) = &r.routes {
         let _ = writeln!(
             out,
-            "routes: {} ({} public, {} scoped, {} plugin; {} disabled, {} behind a flag that is off)",
+            "routes: {} ({} public, {} scoped, {} plugin; {} disabled, {} behind a flag that is \
+             off)",
             routes.total,
             routes.public,
             routes.scoped,
@@ -187,7 +188,8 @@ fn render_posture(out: &mut String, p: &PostureReport<'_>) {
         ),
         format!("policy version: {}", p.effective_policy_version),
         format!(
-            "enabled: {}; require token: {}{}; query tokens: {}; fail on missing token: {}; redact email: {}",
+            "enabled: {}; require token: {}{}; query tokens: {}; fail on missing token: {}; \
+             redact email: {}",
             p.enabled,
             p.require_token,
             if p.require_token_forced_in_prod {

@@ -35,7 +35,8 @@ pub enum KeysError {
         source: io::Error,
     },
     #[error(
-        "managed-keys file {path}: another command still holds {lock} after {}s; nothing was changed",
+        "managed-keys file {path}: another command still holds {lock} after {}s; \
+         nothing was changed",
         LOCK_WAIT.as_secs()
     )]
     LockBusy { path: PathBuf, lock: PathBuf },
