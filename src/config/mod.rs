@@ -166,13 +166,23 @@ pub fn effective_env(sources: &ConfigSources) -> Result<BTreeMap<String, String>
 }
 
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let fail = |reason: String| ConfigError::EnvFile {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::EnvFile {
         path: path.to_path_buf(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        reason: format!("cannot be read: {e}"),
+    })?;
+    parse_env_file(path, &text)
+}
+
+/// The assignments of an env file's text, in order; `path` only names it in errors.
+/// Public so the fuzz targets drive the same parser as a reload.
+pub fn parse_env_file(path: &Path, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
     dotenvy::from_read_iter(text.as_bytes())
-        .map(|item| item.map_err(|e| fail(describe_dotenv_error(&e, &text))))
+        .map(|item| {
+            item.map_err(|e| ConfigError::EnvFile {
+                path: path.to_path_buf(),
+                reason: describe_dotenv_error(&e, text),
+            })
+        })
         .collect()
 }
 
@@ -208,7 +218,12 @@ fn read_json(kind: &'static str, path: &Path) -> Result<Value, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+    parse_json(kind, path, &text)
+}
+
+/// A managed-keys or routes file's text as JSON; `kind` and `path` only name it in errors.
+pub fn parse_json(kind: &'static str, path: &Path, text: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text).map_err(|e| ConfigError::Json {
         kind,
         path: path.to_path_buf(),
         line: e.line(),
