@@ -6,7 +6,8 @@
 #     already holds that version), plus `kubernetes-validate` for the manifest schema checks;
 #   - Debian's redis-server and curl when missing (Redis is never started here: the tests
 #     start their own on free loopback ports);
-#   - cargo fmt --check, cargo clippy -D warnings, cargo test --release.
+#   - cargo fmt --check, cargo clippy -D warnings, cargo test --release;
+#   - a short run of every fuzz target (scripts/fuzz.sh --smoke; cargo-fuzz into .tools/).
 # Works unattended as root on a fresh Debian 12 with Rust and python3.11.
 set -euo pipefail
 
@@ -65,6 +66,9 @@ main() {
     echo "==> cargo test --release"
     # --no-fail-fast: one failing test binary must not hide the results of the others.
     cargo test --quiet --release --no-fail-fast
+    echo "==> fuzz smoke"
+    # Installs cargo-fuzz into .tools/ when missing; about 15 s per target after the build.
+    bash scripts/fuzz.sh --smoke
 }
 
 main "$@"
