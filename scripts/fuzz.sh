@@ -33,7 +33,9 @@ ensure_cargo_fuzz() {
         return
     fi
     echo "==> installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
-    cargo install --quiet --locked --root "$TOOLS" --version "$CARGO_FUZZ_VERSION" cargo-fuzz
+    # A plain stable build: RUSTC_BOOTSTRAP is only for the fuzz targets.
+    env -u RUSTC_BOOTSTRAP cargo install --quiet --locked --root "$TOOLS" \
+        --version "$CARGO_FUZZ_VERSION" cargo-fuzz
 }
 
 # run_target TARGET CORPUS_DIR LIBFUZZER_ARGS...: seeds come from fuzz/corpus-seed/TARGET.
