@@ -285,6 +285,23 @@ fn path_bytes(req: &CheckRequest) -> Vec<u8> {
         .to_vec()
 }
 
+/// Every header name the request sent, in either encoding.
+fn header_names(req: &CheckRequest) -> impl Iterator<Item = &str> {
+    let http = req
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let map = http
+        .into_iter()
+        .flat_map(|h| h.headers.keys().map(String::as_str));
+    let raw = http
+        .into_iter()
+        .flat_map(|h| h.header_map.iter().flat_map(|m| &m.headers))
+        .map(|h| h.key.as_str());
+    map.chain(raw)
+}
+
 /// Every value the request sent under `name`, in either encoding, run together.
 fn header_bytes(req: &CheckRequest, name: &str) -> Vec<u8> {
     let Some(http) = req
@@ -322,10 +339,12 @@ fn header_value<'r>(
 
 fn check_answer(req: &CheckRequest, resp: &CheckResponse, fx: &Fixture) {
     let encoded = resp.encode_to_vec();
-    // A client may write a token's text into its X-Request-Id or its path (a plugin
-    // route's 403 names the scope built from the path) and get it back: not a leak.
+    // A client may write a token's text into its X-Request-Id, its path (a plugin
+    // route's 403 names the scope built from the path) or a header name (an allow lists
+    // client `x-agents-*` names to remove) and get it back: not a leak.
     let mut echoed = header_bytes(req, "x-request-id");
     echoed.extend_from_slice(&path_bytes(req));
+    echoed.extend(header_names(req).flat_map(|n| n.bytes().chain([b'\n'])));
     for known in &KNOWN_TOKENS {
         let token = known.token.as_bytes();
         if !contains_bytes(&echoed, token) {
