@@ -217,6 +217,11 @@ impl Service {
         assert!(status.success(), "kill -HUP failed");
     }
 
+    /// The process id, for reading its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self) -> AuthorizationClient<Channel> {
         AuthorizationClient::connect(format!("http://{}", self.grpc))
             .await
