@@ -354,6 +354,7 @@ proptest! {
         authorization in header(),
         agents_token in header(),
         content_type in prop_oneof![Just(Header::Present("application/json".into())), header()],
+        method_override in prop_oneof![Just(Header::Absent), header()],
         ip in proptest::option::of(any::<[u8; 16]>()),
     ) {
         static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(guarded_snapshot);
@@ -368,6 +369,7 @@ proptest! {
             agents_token: field(&agents_token),
             content_type: field(&content_type),
             request_id: HeaderField::Absent,
+            method_override: field(&method_override),
             client_ip: ip.map(|b| IpAddr::V6(Ipv6Addr::from(b))),
             now_epoch_seconds: 1_800_000_000,
         };
