@@ -7,6 +7,7 @@
 
 #[path = "../support/free_port.rs"]
 mod free_port;
+pub mod generations;
 
 use std::collections::HashMap;
 use std::fs;
