@@ -8,6 +8,7 @@
 #     start their own on free loopback ports);
 #   - cargo fmt --check, cargo clippy -D warnings, cargo test --release;
 #   - scripts/bench.sh --quick as a smoke check of the benchmarks (no speed thresholds).
+#   - a short run of every fuzz target (scripts/fuzz.sh --smoke; cargo-fuzz into .tools/).
 # Works unattended as root on a fresh Debian 12 with Rust and python3.11.
 set -euo pipefail
 
@@ -70,6 +71,9 @@ main() {
     cargo test --quiet --release --no-fail-fast
     echo "==> scripts/bench.sh --quick (smoke check; figures are informative only)"
     scripts/bench.sh --quick
+    echo "==> fuzz smoke"
+    # Installs cargo-fuzz into .tools/ when missing; about 15 s per target after the build.
+    bash scripts/fuzz.sh --smoke
 }
 
 main "$@"

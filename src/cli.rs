@@ -4,6 +4,8 @@ use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::config::ConfigSources;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agents-authz",
@@ -21,8 +23,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve with embedded demo credentials (never for production).
     Demo(ServeArgs),
-    /// Load the configuration, print every problem found, and exit non-zero on fatal ones.
-    CheckConfig(ServeArgs),
+    /// Load the configuration exactly as `serve` would; print its posture and every problem.
+    ///
+    /// Exits 2 on errors (files `serve` would refuse to start with), 1 on warnings with
+    /// --strict, 0 otherwise.
+    #[command(alias = "check-config")]
+    Check(CheckArgs),
+    /// Create, list, update, rotate, pause, resume, revoke or delete managed keys.
+    Keys(KeysArgs),
+    /// Read a token on stdin and print its SHA-256 hex digest (a managed key's tokenHash).
+    HashToken,
     /// Ask a running service through its admin gRPC API; prints JSON.
     Admin(AdminArgs),
 }
@@ -139,4 +149,116 @@ pub struct ServeArgs {
     /// traffic away first. Runs before the grace period.
     #[arg(long, env = "AGENTS_AUTHZ_SHUTDOWN_DELAY_MS", default_value_t = 0)]
     pub shutdown_delay_ms: u64,
+}
+
+impl ServeArgs {
+    /// The configuration sources `serve` (and `check`) load from: the process
+    /// environment captured now, and the files named by the flags.
+    pub fn config_sources(&self, demo: bool) -> ConfigSources {
+        let mut process_env: std::collections::BTreeMap<String, String> =
+            std::env::vars().collect();
+        if demo {
+            process_env
+                .entry("ENVIRONMENT".into())
+                .or_insert_with(|| "local".into());
+        }
+        ConfigSources {
+            managed_keys: self.managed_keys.clone(),
+            env_file: self.env_file.clone(),
+            routes: self.routes.clone(),
+            process_env,
+            inline_managed_keys: demo.then(crate::demo::managed_keys),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Also exit non-zero (1) when there are warnings.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    /// The managed-keys JSON file, as given to `serve --managed-keys`.
+    #[arg(
+        long,
+        global = true,
+        alias = "managed-keys",
+        env = "AGENTS_AUTHZ_MANAGED_KEYS"
+    )]
+    pub file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Ids, scopes, status, expiry and IP allowlists; never a token or its hash.
+    List {
+        /// One JSON object per key, in a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key; its token is printed once on stdout and only its hash is stored.
+    Create {
+        /// The key's handle: lowercase a-z 0-9 : _ - (also the token's prefix).
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        scopes: ScopeArgs,
+        /// Expire the key this many days from now (default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_in: Option<u32>,
+        /// Accept the key only from these addresses or CIDRs (repeat or comma-separate).
+        #[arg(long = "ip", value_name = "CIDR", num_args = 1..)]
+        ips: Vec<String>,
+    },
+    /// Change a key's scopes, expiry or IP allowlist; the token stays the same.
+    Update {
+        id: String,
+        #[arg(long, num_args = 1.., value_name = "SCOPE")]
+        scopes: Option<Vec<String>>,
+        /// Accept scopes this service does not know (for example a newer API's).
+        #[arg(long)]
+        allow_unknown_scopes: bool,
+        /// Expire the key this many days from now.
+        #[arg(long, value_name = "DAYS", conflicts_with = "no_expiry")]
+        expires_in: Option<u32>,
+        /// Remove the key's expiry.
+        #[arg(long)]
+        no_expiry: bool,
+        /// Replace the IP allowlist with these addresses or CIDRs.
+        #[arg(long = "ip", value_name = "CIDR", num_args = 1.., conflicts_with = "clear_ip")]
+        ips: Option<Vec<String>>,
+        /// Remove the IP allowlist (the key works from any address).
+        #[arg(long)]
+        clear_ip: bool,
+    },
+    /// Give a key a new token (printed once on stdout); the old one stops working.
+    Rotate { id: String },
+    /// Revoke a key for good: it stops working and cannot be resumed.
+    Revoke { id: String },
+    /// Stop a key working until `keys resume`.
+    Pause { id: String },
+    /// Undo `keys pause`.
+    Resume { id: String },
+    /// Remove a key's entry from the file.
+    Delete { id: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScopeArgs {
+    /// Scopes the key grants (repeat, or separate with spaces or commas).
+    #[arg(long, num_args = 1.., value_name = "SCOPE", required = true)]
+    pub scopes: Vec<String>,
+    /// Accept scopes this service does not know (for example a newer API's).
+    #[arg(long)]
+    pub allow_unknown_scopes: bool,
 }

@@ -8,7 +8,7 @@ use agents_authz::ratelimit::RateLimiter;
 use agents_authz::reload::Reloader;
 use agents_authz::state::AppState;
 use agents_authz::telemetry::{DecisionLog, LogConfig, Metrics, MetricsConfig, init_logging};
-use agents_authz::{admin, demo, server};
+use agents_authz::{admin, check, keys, server};
 use arc_swap::ArcSwap;
 use clap::Parser;
 use std::process::ExitCode;
@@ -17,12 +17,14 @@ use std::time::SystemTime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (args, demo, serve) = match cli.command {
-        // A client: its stdout is the answer, so no log subscriber writes there.
+    let (args, demo) = match cli.command {
+        // Clients and tools: their stdout is the answer, so no log subscriber writes there.
         Command::Admin(args) => return admin::client::run(&args),
-        Command::Serve(args) => (args, false, true),
-        Command::Demo(args) => (args, true, true),
-        Command::CheckConfig(args) => (args, false, false),
+        Command::Check(args) => return check::run(&args),
+        Command::Keys(args) => return keys::cli::run(&args),
+        Command::HashToken => return keys::cli::hash_token(),
+        Command::Serve(args) => (args, false),
+        Command::Demo(args) => (args, true),
     };
     let _log_guard = match init_logging(LogConfig::from_env()) {
         Ok(guard) => guard,
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sources = sources(&args, demo);
+    let sources = args.config_sources(demo);
     let snapshot = match load_snapshot(&sources, 1) {
         Ok(s) => s,
         Err(e) => {
@@ -41,15 +43,6 @@ fn main() -> ExitCode {
         }
     };
     report_warnings(&snapshot);
-    if !serve {
-        println!(
-            "configuration usable: {} credentials, {} routes, {} problems",
-            snapshot.credentials.len(),
-            snapshot.routes.len(),
-            snapshot.warnings.len()
-        );
-        return ExitCode::SUCCESS;
-    }
     let metrics = Arc::new(Metrics::new(MetricsConfig {
         per_credential: args.metrics_per_credential,
     }));
@@ -121,21 +114,5 @@ fn report_warnings(snapshot: &Snapshot) {
             problem = %w.message,
             "configuration problem"
         );
-    }
-}
-
-fn sources(args: &ServeArgs, demo: bool) -> ConfigSources {
-    let mut process_env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    if demo {
-        process_env
-            .entry("ENVIRONMENT".into())
-            .or_insert_with(|| "local".into());
-    }
-    ConfigSources {
-        managed_keys: args.managed_keys.clone(),
-        env_file: args.env_file.clone(),
-        routes: args.routes.clone(),
-        process_env,
-        inline_managed_keys: demo.then(demo::managed_keys),
     }
 }

@@ -386,13 +386,16 @@ fn parse_token_hash(raw: &str) -> Result<TokenDigest, String> {
     Ok(out)
 }
 
-fn parse_time(raw: &str) -> Result<i64, String> {
+/// An RFC 3339 timestamp as Unix seconds; shared with the `keys` command.
+pub fn parse_time(raw: &str) -> Result<i64, String> {
     OffsetDateTime::parse(raw.trim(), &Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|_| "is not an RFC 3339 timestamp".into())
 }
 
-fn parse_net(raw: &str) -> Option<IpNet> {
+/// An IP address or CIDR, IPv4-mapped IPv6 folded to IPv4; shared with the `keys`
+/// command so what it writes loads as written.
+pub fn parse_net(raw: &str) -> Option<IpNet> {
     let raw = raw.trim();
     raw.parse::<IpNet>()
         .ok()
@@ -409,7 +412,7 @@ fn parse_net(raw: &str) -> Option<IpNet> {
 }
 
 /// A timestamp, `true` or any non-empty string marks the key paused or revoked.
-fn is_set(value: Option<&Value>) -> bool {
+pub fn is_set(value: Option<&Value>) -> bool {
     match value {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,
         Some(Value::String(s)) => !s.trim().is_empty(),

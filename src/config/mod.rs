@@ -121,6 +121,17 @@ fn add_managed(builder: &mut CredentialBuilder, managed: Managed<'_>) -> Result<
     }
 }
 
+/// Builds a snapshot from a managed-keys file's text, read entry by entry exactly as a
+/// load or reload reads the file; `path` only names it in warnings and errors.
+pub fn build_snapshot_from_keys_text(
+    env: &impl EnvSource,
+    path: &Path,
+    text: &str,
+    version: u64,
+) -> Result<Snapshot, ConfigError> {
+    assemble(env, Managed::File(path, text), None, version)
+}
+
 /// Builds a snapshot from already-read inputs. Pure apart from what it is given.
 pub fn build_snapshot(
     env: &impl EnvSource,
@@ -202,13 +213,23 @@ pub fn effective_env(sources: &ConfigSources) -> Result<BTreeMap<String, String>
 }
 
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let fail = |reason: String| ConfigError::EnvFile {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::EnvFile {
         path: path.to_path_buf(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        reason: format!("cannot be read: {e}"),
+    })?;
+    parse_env_file(path, &text)
+}
+
+/// The assignments of an env file's text, in order; `path` only names it in errors.
+/// Public so the fuzz targets drive the same parser as a reload.
+pub fn parse_env_file(path: &Path, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
     dotenvy::from_read_iter(text.as_bytes())
-        .map(|item| item.map_err(|e| fail(describe_dotenv_error(&e, &text))))
+        .map(|item| {
+            item.map_err(|e| ConfigError::EnvFile {
+                path: path.to_path_buf(),
+                reason: describe_dotenv_error(&e, text),
+            })
+        })
         .collect()
 }
 
@@ -248,7 +269,12 @@ fn read_text(kind: &'static str, path: &Path) -> Result<String, ConfigError> {
 
 fn read_json(kind: &'static str, path: &Path) -> Result<Value, ConfigError> {
     let text = read_text(kind, path)?;
-    serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+    parse_json(kind, path, &text)
+}
+
+/// A routes (or other JSON) file's text as JSON; `kind` and `path` only name it in errors.
+pub fn parse_json(kind: &'static str, path: &Path, text: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text).map_err(|e| ConfigError::Json {
         kind,
         path: path.to_path_buf(),
         line: e.line(),

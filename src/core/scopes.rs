@@ -113,6 +113,21 @@ pub fn gate_of(scope: &str) -> Option<Gate> {
     }
 }
 
+/// True for a scope the API knows: one in the catalogue, a deprecated alias, or a plugin
+/// read scope `plugins:<plugin>:<resource>:read`. Lets tools refuse a mistyped scope,
+/// which would otherwise grant nothing without a word.
+pub fn is_known(scope: &str) -> bool {
+    CATALOGUE.iter().any(|(name, _)| *name == scope)
+        || !expand_alias(scope).is_empty()
+        || scope
+            .strip_prefix("plugins:")
+            .and_then(|rest| rest.strip_suffix(":read"))
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(plugin, resource)| {
+                !plugin.is_empty() && !resource.is_empty() && !resource.contains(':')
+            })
+}
+
 /// Normalises a scope list: lowercase, split on whitespace and commas, keep only
 /// `a-z 0-9 : _ * . -`, drop empties, de-duplicate, sort.
 pub fn normalize<'a>(raw: impl IntoIterator<Item = &'a str>) -> Vec<String> {

@@ -7,6 +7,7 @@
 
 #[path = "../support/free_port.rs"]
 mod free_port;
+pub mod generations;
 
 use std::collections::HashMap;
 use std::fs;
@@ -215,6 +216,11 @@ impl Service {
             .await
             .expect("kill runs");
         assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// The process id, for reading its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn client(&self) -> AuthorizationClient<Channel> {
