@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use time::OffsetDateTime;
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
@@ -217,40 +218,26 @@ fn push_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
 }
 
 fn second_text(unix_secs: u64) -> [u8; 20] {
-    let (year, month, day) = civil_date(unix_secs / 86_400);
-    let in_day = unix_secs % 86_400;
     let mut text = [0u8; 20];
+    // Out of `time`'s range only for dates tens of thousands of years off; the
+    // epoch then stands in rather than failing a Check over a log line.
+    let at = i64::try_from(unix_secs)
+        .ok()
+        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let mut cursor = &mut text[..];
     // Years past 9999 print more digits than fit; they are far off, and the write just stops.
     let _ = write!(
         cursor,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
     );
     text
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01,
-/// counted in 400-year eras that start on March 1st so the leap day ends each year.
-fn civil_date(days_since_epoch: u64) -> (u64, u64, u64) {
-    // 1970-01-01 is day 719_468 counted from 0000-03-01.
-    let days = days_since_epoch + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -301,31 +288,5 @@ mod tests {
         assert_eq!(at(4_107_542_399, 999_999), "2100-02-28T23:59:59.999999Z");
         assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
         assert_eq!(at(253_402_300_799, 1), "9999-12-31T23:59:59.000001Z");
-    }
-
-    #[test]
-    fn civil_dates_walk_day_by_day() {
-        // Every day from 1970 to 2400 follows the one before it.
-        let (mut y, mut m, mut d) = civil_date(0);
-        assert_eq!((y, m, d), (1970, 1, 1));
-        for days in 1..157_000 {
-            let next = civil_date(days);
-            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-            let month_len = match m {
-                2 if leap => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            let expected = if d < month_len {
-                (y, m, d + 1)
-            } else if m < 12 {
-                (y, m + 1, 1)
-            } else {
-                (y + 1, 1, 1)
-            };
-            assert_eq!(next, expected, "day {days}");
-            (y, m, d) = next;
-        }
     }
 }
