@@ -130,8 +130,10 @@ fn assert_no_secret(text: &str, secrets: &[String]) {
 
 /// Token values of a credentials document that must never be reported: the ones with a
 /// capital letter (every reported name is lowercased first, so a capital can only come
-/// from the secret itself), at least 8 characters (so a coincidence is not a leak), and
-/// written nowhere else in the document (an allowlist entry may be quoted in a warning).
+/// from the secret itself) and a character that is neither a capital nor `_` (so the
+/// token is not a piece of a variable name such as `PLUGIN_AGENTS_API_CREDENTIALS`, which
+/// reports quote), at least 8 characters (so a coincidence is not a leak), and written
+/// nowhere else in the document (an allowlist entry may be quoted in a warning).
 pub fn secrets_in(doc: &Value) -> Vec<String> {
     let mut out = Vec::new();
     collect_secrets(doc, &mut out);
@@ -151,7 +153,10 @@ fn collect_secrets(v: &Value, out: &mut Vec<String>) {
             for (k, x) in map {
                 if let (true, Value::String(s)) = (k == "token" || k == "value", x) {
                     let t = s.trim();
-                    if t.len() >= 8 && t.bytes().any(|b| b.is_ascii_uppercase()) {
+                    if t.len() >= 8
+                        && t.bytes().any(|b| b.is_ascii_uppercase())
+                        && t.bytes().any(|b| !b.is_ascii_uppercase() && b != b'_')
+                    {
                         out.push(t.to_string());
                     }
                 }
