@@ -342,17 +342,13 @@ fn header_value<'r>(
 /// one per line.
 fn answer_text(resp: &CheckResponse) -> Vec<u8> {
     let mut text = format!("{resp:?}").into_bytes();
-    let options: Vec<_> = match &resp.http_response {
-        Some(HttpResponse::OkResponse(ok)) => ok
-            .headers
-            .iter()
-            .chain(&ok.response_headers_to_add)
-            .collect(),
-        Some(HttpResponse::DeniedResponse(denied)) => denied.headers.iter().collect(),
-        Some(HttpResponse::ErrorResponse(error)) => error.headers.iter().collect(),
-        None => Vec::new(),
+    let (first, second) = match &resp.http_response {
+        Some(HttpResponse::OkResponse(ok)) => (&ok.headers, &ok.response_headers_to_add[..]),
+        Some(HttpResponse::DeniedResponse(denied)) => (&denied.headers, &[][..]),
+        Some(HttpResponse::ErrorResponse(error)) => (&error.headers, &[][..]),
+        None => return text,
     };
-    for header in options.iter().filter_map(|o| o.header.as_ref()) {
+    for header in first.iter().chain(second).filter_map(|o| o.header.as_ref()) {
         text.push(b'\n');
         text.extend_from_slice(&header.raw_value);
     }
